@@ -1,0 +1,1 @@
+//! Bulkhead benchmark harness

@@ -1,0 +1,1 @@
+//! Bulkhead control plane: policy-as-code, compiler, CLI and operator surfaces

@@ -1,0 +1,181 @@
+//! Frame parsing for the Bulkhead dataplane.
+//!
+//! CONTRACT (the engine relies only on this):
+//! - [`parse`] takes one Ethernet frame and returns either a [`Parsed`] summary or the
+//!   [`Malformed`] reason it was rejected. It never panics and never allocates, whatever the bytes.
+//! - Every rejection branch has its own [`Malformed`] variant so that drops are counted per reason.
+
+#![forbid(unsafe_code)]
+
+use std::net::IpAddr;
+
+/// What a frame is, once parsed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Parsed {
+    /// An IPv4 or IPv6 packet.
+    Ip(PacketInfo),
+    /// ARP (passes by default: the network breaks otherwise).
+    Arp,
+    /// Another non-IP ethertype (dropped unless allowed by config).
+    OtherEthertype(u16),
+}
+
+/// Fragment information of an IP packet (IPv4 fragment fields or an IPv6 Fragment header).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FragInfo {
+    /// IPv4 identification (zero-extended) or IPv6 fragment identification.
+    pub id: u32,
+    /// Offset of this fragment's payload in the original datagram, in bytes.
+    pub offset: u32,
+    /// More-fragments flag.
+    pub more: bool,
+    /// Length of this fragment's payload in bytes (after all IP headers).
+    pub payload_len: u32,
+}
+
+/// The header a packet's ICMP / ICMPv6 error message quotes (the offending packet's 5-tuple).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Quoted {
+    pub src: IpAddr,
+    pub dst: IpAddr,
+    pub proto: u8,
+    /// Ports of the quoted packet (ICMP echo: identifier in both).
+    pub sport: u16,
+    pub dport: u16,
+}
+
+/// A parsed IP packet: everything the engine needs, copied out of the frame.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PacketInfo {
+    pub src: IpAddr,
+    pub dst: IpAddr,
+    /// The transport protocol (after walking IPv6 extension headers).
+    pub proto: u8,
+    /// TCP/UDP/SCTP ports. ICMP/ICMPv6 echo request/reply: the identifier in both (so both
+    /// directions share one flow). Other ICMP: 0. Non-first fragments: 0.
+    pub sport: u16,
+    pub dport: u16,
+    /// ICMP / ICMPv6 type and code (0 for other protocols).
+    pub icmp_type: u8,
+    pub icmp_code: u8,
+    /// TCP flags byte (FIN 0x01, SYN 0x02, RST 0x04, PSH 0x08, ACK 0x10, URG 0x20, ECE, CWR).
+    pub tcp_flags: u8,
+    pub tcp_seq: u32,
+    pub tcp_ack: u32,
+    pub tcp_window: u16,
+    /// Bytes of transport payload in this packet (TCP: after the TCP header).
+    pub l4_payload_len: u32,
+    /// Some when the packet is a fragment (IPv4 MF set or offset > 0; IPv6 Fragment header that
+    /// is not atomic). `None` for atomic IPv6 fragments (offset 0, M = 0): ordinary packets.
+    pub frag: Option<FragInfo>,
+    /// Some when the packet is an ICMP / ICMPv6 error (dest unreachable, packet too big,
+    /// time exceeded, parameter problem) quoting a header.
+    pub quoted: Option<Quoted>,
+    /// IPv6 neighbour discovery (ICMPv6 133..=137): passes by default like ARP.
+    pub is_ndp: bool,
+    /// VLAN tags seen (0, 1 or 2).
+    pub vlan_tags: u8,
+}
+
+/// Why a frame was rejected. Each variant is a counted drop reason.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[repr(u8)]
+pub enum Malformed {
+    /// Shorter than an Ethernet header.
+    TruncatedEthernet = 0,
+    /// A VLAN tag cut short.
+    TruncatedVlan,
+    /// More than two VLAN tags.
+    TooManyVlanTags,
+    TruncatedIpv4,
+    /// IPv4 version field is not 4.
+    BadIpVersion,
+    /// IHL < 5.
+    Ipv4BadIhl,
+    /// IHL or total length points past the frame, or total length < header length.
+    Ipv4BadLength,
+    TruncatedIpv6,
+    /// IPv6 payload length points past the frame.
+    Ipv6BadLength,
+    /// An extension header cut short or pointing past the packet.
+    Ipv6BadExtHeader,
+    /// More extension headers than the fixed bound.
+    Ipv6TooManyExtHeaders,
+    /// A first fragment that does not carry the whole L4 header (or IPv6 header chain, RFC 7112).
+    TinyFirstFragment,
+    TruncatedTcp,
+    /// TCP data offset < 5 or past the packet.
+    TcpBadDataOffset,
+    TruncatedUdp,
+    /// UDP length < 8 or past the packet.
+    UdpBadLength,
+    TruncatedSctp,
+    TruncatedIcmp,
+}
+
+impl Malformed {
+    /// Number of variants (for counter arrays).
+    pub const COUNT: usize = Malformed::TruncatedIcmp as usize + 1;
+
+    /// Every variant, in discriminant order.
+    pub const ALL: [Malformed; Malformed::COUNT] = [
+        Malformed::TruncatedEthernet,
+        Malformed::TruncatedVlan,
+        Malformed::TooManyVlanTags,
+        Malformed::TruncatedIpv4,
+        Malformed::BadIpVersion,
+        Malformed::Ipv4BadIhl,
+        Malformed::Ipv4BadLength,
+        Malformed::TruncatedIpv6,
+        Malformed::Ipv6BadLength,
+        Malformed::Ipv6BadExtHeader,
+        Malformed::Ipv6TooManyExtHeaders,
+        Malformed::TinyFirstFragment,
+        Malformed::TruncatedTcp,
+        Malformed::TcpBadDataOffset,
+        Malformed::TruncatedUdp,
+        Malformed::UdpBadLength,
+        Malformed::TruncatedSctp,
+        Malformed::TruncatedIcmp,
+    ];
+
+    /// A stable snake_case name, used in counters, metrics and logs.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Malformed::TruncatedEthernet => "truncated_ethernet",
+            Malformed::TruncatedVlan => "truncated_vlan",
+            Malformed::TooManyVlanTags => "too_many_vlan_tags",
+            Malformed::TruncatedIpv4 => "truncated_ipv4",
+            Malformed::BadIpVersion => "bad_ip_version",
+            Malformed::Ipv4BadIhl => "ipv4_bad_ihl",
+            Malformed::Ipv4BadLength => "ipv4_bad_length",
+            Malformed::TruncatedIpv6 => "truncated_ipv6",
+            Malformed::Ipv6BadLength => "ipv6_bad_length",
+            Malformed::Ipv6BadExtHeader => "ipv6_bad_ext_header",
+            Malformed::Ipv6TooManyExtHeaders => "ipv6_too_many_ext_headers",
+            Malformed::TinyFirstFragment => "tiny_first_fragment",
+            Malformed::TruncatedTcp => "truncated_tcp",
+            Malformed::TcpBadDataOffset => "tcp_bad_data_offset",
+            Malformed::TruncatedUdp => "truncated_udp",
+            Malformed::UdpBadLength => "udp_bad_length",
+            Malformed::TruncatedSctp => "truncated_sctp",
+            Malformed::TruncatedIcmp => "truncated_icmp",
+        }
+    }
+}
+
+/// Parses one Ethernet frame. Never panics, never allocates.
+///
+/// # Errors
+/// The [`Malformed`] reason the frame is dropped for.
+pub fn parse(frame: &[u8]) -> Result<Parsed, Malformed> {
+    // Placeholder until the parser lands: only the Ethernet header is checked.
+    if frame.len() < 14 {
+        return Err(Malformed::TruncatedEthernet);
+    }
+    let ethertype = u16::from_be_bytes([frame[12], frame[13]]);
+    if ethertype == 0x0806 {
+        return Ok(Parsed::Arp);
+    }
+    Ok(Parsed::OtherEthertype(ethertype))
+}

@@ -1,0 +1,1 @@
+//! AF_XDP packet I/O for the Bulkhead dataplane

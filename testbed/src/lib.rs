@@ -1,0 +1,1 @@
+//! Network-namespace testbed for Bulkhead end-to-end tests and the demo
