@@ -7,6 +7,8 @@
 
 #![forbid(unsafe_code)]
 
+pub mod builder;
+
 use std::net::IpAddr;
 
 /// What a frame is, once parsed.
