@@ -270,8 +270,15 @@ impl Frame {
     }
 
     /// An ICMP (IPv4) or ICMPv6 (IPv6) message with the given type and code, rest-of-header zero.
+    /// Neighbour discovery (ICMPv6 133..=137) gets hop limit 255, as RFC 4861 requires.
     pub fn icmp(src: impl Into<IpAddr>, dst: impl Into<IpAddr>, ty: u8, code: u8) -> Frame {
-        Frame::ip(src, dst, L4::Icmp { ty, code, rest: [0; 4] })
+        let f = Frame::ip(src, dst, L4::Icmp { ty, code, rest: [0; 4] });
+        let ndp = matches!(f.net, Net::Ip { src: IpAddr::V6(_), .. }) && (133..=137).contains(&ty);
+        if ndp {
+            f.ttl(255)
+        } else {
+            f
+        }
     }
 
     /// An echo request (ICMP type 8 or ICMPv6 type 128) with identifier and sequence number.

@@ -8,6 +8,9 @@
 #![forbid(unsafe_code)]
 
 pub mod builder;
+mod parse;
+
+pub use parse::{parse, MAX_EXT_HEADERS};
 
 use std::net::IpAddr;
 
@@ -113,11 +116,21 @@ pub enum Malformed {
     UdpBadLength,
     TruncatedSctp,
     TruncatedIcmp,
+    /// ARP body shorter than 28 bytes (Ethernet/IPv4 ARP).
+    TruncatedArp,
+    /// A fragment whose end lies past the largest possible datagram (65535 bytes): the
+    /// "ping of death" shape.
+    FragmentTooLong,
+    /// A fragment other than the last whose payload is not a multiple of 8 bytes.
+    FragmentMisaligned,
+    /// An ICMP error whose quoted header is cut short (less than the inner IP header plus the
+    /// 8 bytes holding the ports), of the wrong IP version, or with a bad inner IHL.
+    IcmpBadQuote,
 }
 
 impl Malformed {
     /// Number of variants (for counter arrays).
-    pub const COUNT: usize = Malformed::TruncatedIcmp as usize + 1;
+    pub const COUNT: usize = Malformed::IcmpBadQuote as usize + 1;
 
     /// Every variant, in discriminant order.
     pub const ALL: [Malformed; Malformed::COUNT] = [
@@ -139,6 +152,10 @@ impl Malformed {
         Malformed::UdpBadLength,
         Malformed::TruncatedSctp,
         Malformed::TruncatedIcmp,
+        Malformed::TruncatedArp,
+        Malformed::FragmentTooLong,
+        Malformed::FragmentMisaligned,
+        Malformed::IcmpBadQuote,
     ];
 
     /// A stable snake_case name, used in counters, metrics and logs.
@@ -162,22 +179,10 @@ impl Malformed {
             Malformed::UdpBadLength => "udp_bad_length",
             Malformed::TruncatedSctp => "truncated_sctp",
             Malformed::TruncatedIcmp => "truncated_icmp",
+            Malformed::TruncatedArp => "truncated_arp",
+            Malformed::FragmentTooLong => "fragment_too_long",
+            Malformed::FragmentMisaligned => "fragment_misaligned",
+            Malformed::IcmpBadQuote => "icmp_bad_quote",
         }
     }
-}
-
-/// Parses one Ethernet frame. Never panics, never allocates.
-///
-/// # Errors
-/// The [`Malformed`] reason the frame is dropped for.
-pub fn parse(frame: &[u8]) -> Result<Parsed, Malformed> {
-    // Placeholder until the parser lands: only the Ethernet header is checked.
-    if frame.len() < 14 {
-        return Err(Malformed::TruncatedEthernet);
-    }
-    let ethertype = u16::from_be_bytes([frame[12], frame[13]]);
-    if ethertype == 0x0806 {
-        return Ok(Parsed::Arp);
-    }
-    Ok(Parsed::OtherEthertype(ethertype))
 }
