@@ -426,3 +426,626 @@ fn parse_quote(q: &[u8], v6: bool) -> Result<Quoted, Malformed> {
     }
     Ok(quoted)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::builder::{icmp, tcp, v4, v6, Ext, Frame};
+
+    fn a4() -> IpAddr {
+        v4(198, 18, 0, 1)
+    }
+    fn b4() -> IpAddr {
+        v4(198, 18, 0, 2)
+    }
+    fn a6() -> IpAddr {
+        v6(1)
+    }
+    fn b6() -> IpAddr {
+        v6(2)
+    }
+
+    #[track_caller]
+    fn ip(frame: &[u8]) -> PacketInfo {
+        match parse(frame) {
+            Ok(Parsed::Ip(p)) => p,
+            other => panic!("expected an IP packet, got {other:?}"),
+        }
+    }
+
+    #[track_caller]
+    fn err(frame: &[u8]) -> Malformed {
+        match parse(frame) {
+            Err(e) => e,
+            Ok(p) => panic!("expected a rejection, got {p:?}"),
+        }
+    }
+
+    /// Builds `f`, then lets `edit` patch the bytes (offsets relative to the IP header).
+    fn patched(f: &Frame, edit: impl FnOnce(&mut [u8])) -> Vec<u8> {
+        let mut b = f.build();
+        let l3 = f.l3_offset();
+        edit(&mut b[l3..]);
+        b
+    }
+
+    fn syn4() -> Frame {
+        Frame::tcp(a4(), b4(), 40000, 443, tcp::SYN)
+    }
+    fn syn6() -> Frame {
+        Frame::tcp(a6(), b6(), 40000, 443, tcp::SYN)
+    }
+
+    // ---- positive ------------------------------------------------------------------------
+
+    #[test]
+    fn ipv4_tcp_fields() {
+        let f = syn4().flags(tcp::PSH_ACK).seq(7).ack(9).window(512).payload(b"hello");
+        let p = ip(&f.build());
+        assert_eq!((p.src, p.dst, p.proto), (a4(), b4(), 6));
+        assert_eq!((p.sport, p.dport), (40000, 443));
+        assert_eq!((p.tcp_flags, p.tcp_seq, p.tcp_ack, p.tcp_window), (tcp::PSH_ACK, 7, 9, 512));
+        assert_eq!(p.l4_payload_len, 5);
+        assert_eq!((p.frag, p.quoted, p.is_ndp, p.vlan_tags), (None, None, false, 0));
+    }
+
+    #[test]
+    fn ipv4_options_and_tcp_options_are_skipped() {
+        let f = syn4().ipv4_options(&[0x94, 4, 0, 0]).tcp_options(&[2, 4, 5, 0xb4]).payload(b"x");
+        let p = ip(&f.build());
+        assert_eq!((p.sport, p.dport, p.l4_payload_len), (40000, 443, 1));
+    }
+
+    #[test]
+    fn ethernet_padding_is_ignored() {
+        let p = ip(&syn4().pad_to(60).build());
+        assert_eq!(p.l4_payload_len, 0);
+        let f = Frame::udp(a6(), b6(), 1, 2).payload_len(1).pad_to(100);
+        assert_eq!(ip(&f.build()).l4_payload_len, 1);
+    }
+
+    #[test]
+    fn vlan_tags_every_tpid() {
+        assert_eq!(ip(&syn4().vlan(5).build()).vlan_tags, 1);
+        assert_eq!(ip(&syn4().vlan(5).vlan(6).build()).vlan_tags, 2);
+        for tpid in [TPID_8021Q, TPID_8021AD, TPID_QINQ_OLD] {
+            let p = ip(&syn6().vlan_tag(tpid, 7).vlan_tag(TPID_8021Q, 8).build());
+            assert_eq!((p.vlan_tags, p.sport), (2, 40000));
+        }
+    }
+
+    #[test]
+    fn arp_and_other_ethertypes() {
+        let arp = Frame::arp_request(Ipv4Addr::new(198, 18, 0, 1), Ipv4Addr::new(198, 18, 0, 2));
+        assert_eq!(parse(&arp.build()), Ok(Parsed::Arp));
+        assert_eq!(parse(&arp.vlan(3).build()), Ok(Parsed::Arp));
+        let lldp = Frame::ethertype(0x88cc).payload(&[0; 40]).build();
+        assert_eq!(parse(&lldp), Ok(Parsed::OtherEthertype(0x88cc)));
+        // An 802.3 length field is not an ethertype we know either.
+        assert_eq!(parse(&Frame::ethertype(46).payload(&[0; 46]).build()), Ok(Parsed::OtherEthertype(46)));
+    }
+
+    #[test]
+    fn udp_and_sctp_both_families() {
+        for (s, d) in [(a4(), b4()), (a6(), b6())] {
+            let p = ip(&Frame::udp(s, d, 53, 5353).payload_len(9).build());
+            assert_eq!((p.proto, p.sport, p.dport, p.l4_payload_len), (17, 53, 5353, 9));
+            let p = ip(&Frame::sctp(s, d, 2905, 2906).payload_len(16).build());
+            assert_eq!((p.proto, p.sport, p.dport, p.l4_payload_len), (132, 2905, 2906, 16));
+        }
+    }
+
+    #[test]
+    fn udp_trailing_bytes_inside_ip_length_are_allowed() {
+        // UDP length 8 inside an IP packet carrying 12 bytes of UDP segment.
+        let f = Frame::udp(a4(), b4(), 1, 2).payload_len(4);
+        let b = patched(&f, |ip| ip[24..26].copy_from_slice(&8u16.to_be_bytes()));
+        assert_eq!(ip(&b).l4_payload_len, 0);
+    }
+
+    #[test]
+    fn icmp_echo_identifier_in_both_ports() {
+        for (s, d) in [(a4(), b4()), (a6(), b6())] {
+            let p = ip(&Frame::echo_request(s, d, 0x4242, 1).payload_len(56).build());
+            assert_eq!((p.sport, p.dport, p.l4_payload_len), (0x4242, 0x4242, 56));
+            let r = ip(&Frame::echo_reply(d, s, 0x4242, 1).build());
+            assert_eq!((r.sport, r.dport), (0x4242, 0x4242));
+            assert_eq!(p.icmp_type, if s.is_ipv4() { 8 } else { 128 });
+            assert_eq!(r.icmp_type, if s.is_ipv4() { 0 } else { 129 });
+        }
+    }
+
+    #[test]
+    fn other_icmp_has_no_ports_and_no_quote() {
+        let p = ip(&Frame::icmp(a4(), b4(), 13, 0).payload_len(12).build()); // timestamp
+        assert_eq!((p.sport, p.dport, p.icmp_type, p.quoted), (0, 0, 13, None));
+    }
+
+    #[test]
+    fn icmpv4_errors_quote_the_inner_header() {
+        let inner = Frame::tcp(b4(), v4(198, 19, 0, 9), 5555, 80, tcp::SYN).ipv4_options(&[1; 4]);
+        for ty in [icmp::V4_DEST_UNREACH, icmp::V4_TIME_EXCEEDED, icmp::V4_PARAM_PROBLEM] {
+            let p = ip(&Frame::icmp_error(v4(198, 18, 0, 254), b4(), ty, 1, &inner).build());
+            let q = p.quoted.expect("quoted");
+            assert_eq!((q.src, q.dst, q.proto, q.sport, q.dport), (b4(), v4(198, 19, 0, 9), 6, 5555, 80));
+            assert_eq!((p.icmp_type, p.icmp_code, p.sport, p.dport), (ty, 1, 0, 0));
+        }
+        let echo = Frame::echo_request(b4(), a4(), 77, 1);
+        let q = ip(&Frame::icmp_error(a4(), b4(), 3, 3, &echo).build()).quoted.unwrap();
+        assert_eq!((q.proto, q.sport, q.dport), (1, 77, 77));
+        // Source quench / redirect are not errors we look into.
+        assert_eq!(ip(&Frame::icmp_error(a4(), b4(), 5, 0, &echo).build()).quoted, None);
+    }
+
+    #[test]
+    fn icmpv6_errors_quote_the_inner_header_and_chain() {
+        let inner = Frame::udp(b6(), v6(9), 4000, 53).ext(Ext::DestOpts { len8: 0 });
+        for ty in 1..=4 {
+            let p = ip(&Frame::icmp_error(a6(), b6(), ty, 0, &inner).build());
+            let q = p.quoted.expect("quoted");
+            assert_eq!((q.src, q.dst, q.proto, q.sport, q.dport), (b6(), v6(9), 17, 4000, 53));
+        }
+        let echo = Frame::echo_request(b6(), a6(), 99, 1);
+        let q = ip(&Frame::icmp_error(a6(), b6(), 1, 0, &echo).build()).quoted.unwrap();
+        assert_eq!((q.proto, q.sport, q.dport), (58, 99, 99));
+    }
+
+    #[test]
+    fn quote_of_non_first_fragment_has_no_ports() {
+        let inner = Frame::udp(b4(), a4(), 1, 2).payload_len(64).frag(16, false);
+        let (ipb, hl) = inner.ip_packet();
+        let p = ip(&Frame::icmp_error_quoting(a4(), b4(), 11, 1, &ipb[..hl]).build());
+        assert_eq!(p.quoted.map(|q| (q.proto, q.sport, q.dport)), Some((17, 0, 0)));
+        let inner6 = Frame::udp(b6(), a6(), 1, 2).payload_len(64).frag(16, false);
+        let (ipb, hl) = inner6.ip_packet();
+        let p = ip(&Frame::icmp_error_quoting(a6(), b6(), 3, 1, &ipb[..hl]).build());
+        assert_eq!(p.quoted.map(|q| (q.proto, q.sport, q.dport)), Some((17, 0, 0)));
+    }
+
+    #[test]
+    fn quote_of_portless_protocol_needs_no_l4_bytes() {
+        let inner = Frame::raw_ip(b4(), a4(), 47).payload_len(20); // GRE
+        let (ipb, hl) = inner.ip_packet();
+        let p = ip(&Frame::icmp_error_quoting(a4(), b4(), 3, 0, &ipb[..hl]).build());
+        assert_eq!(p.quoted.map(|q| (q.proto, q.sport)), Some((47, 0)));
+    }
+
+    #[test]
+    fn ndp_needs_hop_limit_255_and_no_fragment() {
+        for ty in 133..=137 {
+            assert!(ip(&Frame::icmp(a6(), b6(), ty, 0).build()).is_ndp, "type {ty}");
+        }
+        assert!(!ip(&Frame::icmp(a6(), b6(), 135, 0).ttl(64).build()).is_ndp);
+        assert!(!ip(&Frame::icmp(a6(), b6(), 138, 0).build()).is_ndp);
+        assert!(!ip(&Frame::icmp(a6(), b6(), 128, 0).build()).is_ndp);
+        let frag = Frame::icmp(a6(), b6(), 135, 0).payload_len(24).frag(0, true);
+        assert!(!ip(&frag.build()).is_ndp);
+        // ICMPv4 type 134 is not NDP, nor is ICMPv6 under IPv4's protocol number.
+        assert!(!ip(&Frame::icmp(a4(), b4(), 134, 0).build()).is_ndp);
+    }
+
+    #[test]
+    fn ipv6_extension_chain_is_walked() {
+        let f = syn6()
+            .ext(Ext::HopByHop { len8: 0 })
+            .ext(Ext::Routing { len8: 2 })
+            .ext(Ext::DestOpts { len8: 1 })
+            .ext(Ext::Ah { icv_len: 12 })
+            .payload(b"data");
+        let p = ip(&f.build());
+        assert_eq!((p.proto, p.sport, p.dport, p.l4_payload_len), (6, 40000, 443, 4));
+    }
+
+    #[test]
+    fn ipv6_walk_up_to_the_bound() {
+        let mut f = Frame::udp(a6(), b6(), 7, 8);
+        for _ in 0..MAX_EXT_HEADERS {
+            f = f.ext(Ext::DestOpts { len8: 0 });
+        }
+        assert_eq!(ip(&f.build()).sport, 7);
+    }
+
+    #[test]
+    fn unknown_next_header_is_the_protocol() {
+        // ESP, no next header, and an unassigned value after destination options.
+        for proto in [PROTO_ESP, PROTO_NONE, 253] {
+            let f = Frame::raw_ip(a6(), b6(), proto).ext(Ext::DestOpts { len8: 0 }).payload_len(16);
+            let p = ip(&f.build());
+            assert_eq!((p.proto, p.sport, p.l4_payload_len), (proto, 0, 16));
+        }
+        let p = ip(&Frame::raw_ip(a4(), b4(), 47).payload_len(24).build());
+        assert_eq!((p.proto, p.l4_payload_len), (47, 24));
+        // ICMPv6's number under IPv4 is just an unknown protocol.
+        let p = ip(&Frame::raw_ip(a4(), b4(), 58).payload_len(2).build());
+        assert_eq!((p.proto, p.icmp_type), (58, 0));
+    }
+
+    #[test]
+    fn ipv4_fragments() {
+        let f = Frame::udp(a4(), b4(), 1000, 53).payload_len(100).ip_id(0xbeef);
+        let frags = f.fragments(48);
+        let first = ip(&frags[0]);
+        assert_eq!((first.sport, first.dport), (1000, 53));
+        assert_eq!(first.frag, Some(FragInfo { id: 0xbeef, offset: 0, more: true, payload_len: 48 }));
+        let second = ip(&frags[1]);
+        assert_eq!((second.sport, second.dport, second.proto), (0, 0, 17));
+        assert_eq!(second.frag, Some(FragInfo { id: 0xbeef, offset: 48, more: true, payload_len: 48 }));
+        let last = ip(&frags[2]);
+        assert_eq!(last.frag, Some(FragInfo { id: 0xbeef, offset: 96, more: false, payload_len: 12 }));
+        assert_eq!(last.l4_payload_len, 12);
+        // DF alone is no fragment.
+        assert_eq!(ip(&syn4().dont_frag(true).build()).frag, None);
+    }
+
+    #[test]
+    fn ipv6_fragments_and_atomic_fragment() {
+        let f = syn6().ext(Ext::HopByHop { len8: 0 }).payload_len(100).ip_id(0x0102_0304);
+        let frags = f.fragments(64);
+        let first = ip(&frags[0]);
+        assert_eq!((first.proto, first.sport, first.tcp_flags), (6, 40000, tcp::SYN));
+        let fi = first.frag.unwrap();
+        assert_eq!((fi.id, fi.offset, fi.more, fi.payload_len), (0x0102_0304, 0, true, 64));
+        let second = ip(&frags[1]);
+        assert_eq!((second.proto, second.sport), (6, 0));
+        assert_eq!(second.frag, Some(FragInfo { id: 0x0102_0304, offset: 64, more: false, payload_len: 56 }));
+        let atomic = ip(&syn6().frag(0, false).build());
+        assert_eq!((atomic.frag, atomic.sport), (None, 40000));
+    }
+
+    #[test]
+    fn ipv6_first_fragment_with_whole_chain_passes() {
+        // Destination options after the Fragment header are part of the fragmentable chain.
+        let f = Frame::udp(a6(), b6(), 5, 6)
+            .ext(Ext::Fragment { id: 1, offset: 0, more: true })
+            .ext(Ext::DestOpts { len8: 0 })
+            .payload_len(8);
+        let p = ip(&f.build());
+        assert_eq!((p.sport, p.frag.map(|f| f.payload_len)), (5, Some(24)));
+    }
+
+    // ---- rejections: one per branch -------------------------------------------------------
+
+    #[test]
+    fn rejects_truncated_ethernet() {
+        assert_eq!(err(&[]), Malformed::TruncatedEthernet);
+        assert_eq!(err(&syn4().build()[..13]), Malformed::TruncatedEthernet);
+    }
+
+    #[test]
+    fn rejects_truncated_vlan() {
+        let b = syn4().vlan(1).build();
+        assert_eq!(err(&b[..14]), Malformed::TruncatedVlan);
+        assert_eq!(err(&b[..17]), Malformed::TruncatedVlan);
+        let b = syn4().vlan(1).vlan(2).build();
+        assert_eq!(err(&b[..21]), Malformed::TruncatedVlan);
+    }
+
+    #[test]
+    fn rejects_third_vlan_tag() {
+        let b = syn4().vlan(1).vlan(2).vlan(3).build();
+        assert_eq!(err(&b), Malformed::TooManyVlanTags);
+        let b = syn4().vlan_tag(0x9100, 1).vlan_tag(0x88a8, 2).vlan_tag(0x8100, 3).build();
+        assert_eq!(err(&b), Malformed::TooManyVlanTags);
+    }
+
+    #[test]
+    fn rejects_truncated_arp() {
+        let b = Frame::arp_request(Ipv4Addr::new(198, 18, 0, 1), Ipv4Addr::new(198, 18, 0, 2)).build();
+        assert_eq!(err(&b[..14 + 27]), Malformed::TruncatedArp);
+    }
+
+    #[test]
+    fn rejects_truncated_ipv4() {
+        let b = syn4().build();
+        assert_eq!(err(&b[..14 + 19]), Malformed::TruncatedIpv4);
+        assert_eq!(err(&b[..14]), Malformed::TruncatedIpv4);
+    }
+
+    #[test]
+    fn rejects_bad_ip_version() {
+        assert_eq!(err(&patched(&syn4(), |ip| ip[0] = 0x65)), Malformed::BadIpVersion);
+        assert_eq!(err(&patched(&syn6(), |ip| ip[0] = 0x40)), Malformed::BadIpVersion);
+    }
+
+    #[test]
+    fn rejects_ipv4_ihl_below_5() {
+        for ihl in 0..5 {
+            assert_eq!(err(&patched(&syn4(), |ip| ip[0] = 0x40 | ihl)), Malformed::Ipv4BadIhl);
+        }
+    }
+
+    #[test]
+    fn rejects_ipv4_ihl_past_frame() {
+        // IHL 15 = 60 bytes of header in a 40-byte packet (total length left consistent).
+        let b = patched(&syn4(), |ip| {
+            ip[0] = 0x4f;
+            ip[2..4].copy_from_slice(&60u16.to_be_bytes());
+        });
+        assert_eq!(err(&b), Malformed::Ipv4BadLength);
+    }
+
+    #[test]
+    fn rejects_ipv4_total_length_below_header() {
+        let b = patched(&syn4(), |ip| ip[2..4].copy_from_slice(&19u16.to_be_bytes()));
+        assert_eq!(err(&b), Malformed::Ipv4BadLength);
+    }
+
+    #[test]
+    fn rejects_ipv4_total_length_past_frame() {
+        let b = patched(&syn4(), |ip| ip[2..4].copy_from_slice(&41u16.to_be_bytes()));
+        assert_eq!(err(&b), Malformed::Ipv4BadLength);
+    }
+
+    #[test]
+    fn rejects_truncated_ipv6() {
+        assert_eq!(err(&syn6().build()[..14 + 39]), Malformed::TruncatedIpv6);
+    }
+
+    #[test]
+    fn rejects_ipv6_payload_length_past_frame() {
+        let b = patched(&syn6(), |ip| ip[4..6].copy_from_slice(&21u16.to_be_bytes()));
+        assert_eq!(err(&b), Malformed::Ipv6BadLength);
+    }
+
+    #[test]
+    fn rejects_ipv6_ext_header_start_cut() {
+        // Next header says hop-by-hop, but the payload ends after 4 bytes.
+        let f = Frame::raw_ip(a6(), b6(), PROTO_NONE).ext(Ext::Raw { code: 0, bytes: vec![0, 0, 0] });
+        assert_eq!(err(&f.build()), Malformed::Ipv6BadExtHeader);
+    }
+
+    #[test]
+    fn rejects_ipv6_ext_header_length_past_packet() {
+        // Destination options claiming 16 bytes with 8 present.
+        let f = Frame::raw_ip(a6(), b6(), PROTO_NONE)
+            .ext(Ext::Raw { code: 60, bytes: vec![1, 1, 4, 0, 0, 0, 0] });
+        assert_eq!(err(&f.build()), Malformed::Ipv6BadExtHeader);
+    }
+
+    #[test]
+    fn rejects_ipv6_misplaced_hop_by_hop() {
+        let f = syn6().ext(Ext::DestOpts { len8: 0 }).ext(Ext::HopByHop { len8: 0 });
+        assert_eq!(err(&f.build()), Malformed::Ipv6BadExtHeader);
+    }
+
+    #[test]
+    fn rejects_ipv6_short_ah() {
+        // AH payload length 0 = 8 bytes, below the 12-byte minimum.
+        let f = syn6().ext(Ext::Raw { code: 51, bytes: vec![0, 0, 0, 0, 0, 0, 0] });
+        assert_eq!(err(&f.build()), Malformed::Ipv6BadExtHeader);
+    }
+
+    #[test]
+    fn rejects_ipv6_second_fragment_header() {
+        let f = syn6().ext(Ext::Fragment { id: 1, offset: 0, more: false }).ext(Ext::Fragment {
+            id: 2,
+            offset: 0,
+            more: false,
+        });
+        assert_eq!(err(&f.build()), Malformed::Ipv6BadExtHeader);
+    }
+
+    #[test]
+    fn rejects_ipv6_chain_past_the_bound() {
+        let mut f = syn6();
+        for _ in 0..=MAX_EXT_HEADERS {
+            f = f.ext(Ext::DestOpts { len8: 0 });
+        }
+        assert_eq!(err(&f.build()), Malformed::Ipv6TooManyExtHeaders);
+    }
+
+    #[test]
+    fn rejects_tiny_first_fragment_ipv4_tcp() {
+        // A first fragment with 8 bytes of a TCP header (RFC 1858).
+        let tcp_head = &syn4().build()[34..42];
+        let f = syn4().raw_l4(tcp_head).frag(0, true);
+        assert_eq!(err(&f.build()), Malformed::TinyFirstFragment);
+    }
+
+    #[test]
+    fn rejects_tiny_first_fragment_tcp_options_cut() {
+        // The TCP header says 32 bytes (12 of options); the first fragment carries only 24.
+        let seg = syn4().tcp_options(&[1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1]).build()[34..].to_vec();
+        assert_eq!(seg.len(), 32);
+        let f = syn4().raw_l4(&seg[..24]).frag(0, true);
+        assert_eq!(err(&f.build()), Malformed::TinyFirstFragment);
+    }
+
+    #[test]
+    fn rejects_tiny_first_fragment_ipv6_chain() {
+        // RFC 7112: destination options after the Fragment header cut by the fragment's end.
+        let f = Frame::raw_ip(a6(), b6(), PROTO_UDP)
+            .ext(Ext::Fragment { id: 1, offset: 0, more: true })
+            .ext(Ext::Raw { code: 60, bytes: vec![17, 1, 0, 0, 0, 0, 0] });
+        assert_eq!(err(&f.build()), Malformed::TinyFirstFragment);
+        // And the L4 header cut in an IPv6 first fragment.
+        let g = Frame::raw_ip(a6(), b6(), PROTO_UDP).payload(&[0; 0]).frag(0, true);
+        assert_eq!(err(&g.build()), Malformed::TinyFirstFragment);
+    }
+
+    #[test]
+    fn rejects_tiny_first_fragment_udp_sctp_icmp() {
+        let f = Frame::raw_ip(a4(), b4(), PROTO_SCTP).payload(&[0; 8]).frag(0, true);
+        assert_eq!(err(&f.build()), Malformed::TinyFirstFragment);
+        let f = Frame::raw_ip(a4(), b4(), PROTO_ICMP).payload(&[]).frag(0, true);
+        assert_eq!(err(&f.build()), Malformed::TinyFirstFragment);
+        // An ICMP error whose quote is cut by the fragment.
+        let f = Frame::icmp_error_quoting(a4(), b4(), 3, 0, &[0x45; 8]).frag(0, true);
+        assert_eq!(err(&f.build()), Malformed::TinyFirstFragment);
+    }
+
+    #[test]
+    fn first_fragment_udp_length_may_exceed_the_fragment() {
+        let frags = Frame::udp(a4(), b4(), 9, 10).payload_len(200).fragments(64);
+        let p = ip(&frags[0]);
+        assert_eq!((p.sport, p.l4_payload_len), (9, 56));
+    }
+
+    #[test]
+    fn rejects_truncated_tcp() {
+        let f = syn4().raw_l4(&[0; 19]);
+        assert_eq!(err(&f.build()), Malformed::TruncatedTcp);
+        assert_eq!(err(&syn6().raw_l4(&[0; 10]).build()), Malformed::TruncatedTcp);
+    }
+
+    #[test]
+    fn rejects_tcp_data_offset_below_5() {
+        let f = syn4();
+        let b = patched(&f, |ip| ip[20 + 12] = 4 << 4);
+        assert_eq!(err(&b), Malformed::TcpBadDataOffset);
+    }
+
+    #[test]
+    fn rejects_tcp_data_offset_past_packet() {
+        let b = patched(&syn4(), |ip| ip[20 + 12] = 6 << 4);
+        assert_eq!(err(&b), Malformed::TcpBadDataOffset);
+    }
+
+    #[test]
+    fn rejects_truncated_udp() {
+        assert_eq!(
+            err(&Frame::raw_ip(a4(), b4(), PROTO_UDP).payload(&[0; 7]).build()),
+            Malformed::TruncatedUdp
+        );
+    }
+
+    #[test]
+    fn rejects_udp_length_below_8() {
+        let f = Frame::udp(a6(), b6(), 1, 2);
+        let b = patched(&f, |ip| ip[44..46].copy_from_slice(&7u16.to_be_bytes()));
+        assert_eq!(err(&b), Malformed::UdpBadLength);
+    }
+
+    #[test]
+    fn rejects_udp_length_past_packet() {
+        let f = Frame::udp(a4(), b4(), 1, 2).payload_len(4);
+        let b = patched(&f, |ip| ip[24..26].copy_from_slice(&13u16.to_be_bytes()));
+        assert_eq!(err(&b), Malformed::UdpBadLength);
+    }
+
+    #[test]
+    fn rejects_truncated_sctp() {
+        let f = Frame::raw_ip(a6(), b6(), PROTO_SCTP).payload(&[0; 11]);
+        assert_eq!(err(&f.build()), Malformed::TruncatedSctp);
+    }
+
+    #[test]
+    fn rejects_truncated_icmp() {
+        assert_eq!(
+            err(&Frame::raw_ip(a4(), b4(), PROTO_ICMP).payload(&[8, 0, 0, 0]).build()),
+            Malformed::TruncatedIcmp
+        );
+        assert_eq!(
+            err(&Frame::raw_ip(a6(), b6(), PROTO_ICMPV6).payload(&[128; 7]).build()),
+            Malformed::TruncatedIcmp
+        );
+    }
+
+    #[test]
+    fn rejects_fragment_past_65535() {
+        // Offset 65528 + 16 bytes: the classic ping of death.
+        let f = Frame::raw_ip(a4(), b4(), PROTO_ICMP).payload(&[0; 16]).frag(65528, false);
+        assert_eq!(err(&f.build()), Malformed::FragmentTooLong);
+        let f = Frame::raw_ip(a6(), b6(), PROTO_UDP).payload(&[0; 16]).frag(65528, false);
+        assert_eq!(err(&f.build()), Malformed::FragmentTooLong);
+    }
+
+    #[test]
+    fn rejects_misaligned_non_last_fragment() {
+        let f = Frame::raw_ip(a4(), b4(), 47).payload(&[0; 13]).frag(8, true);
+        assert_eq!(err(&f.build()), Malformed::FragmentMisaligned);
+        let f = Frame::raw_ip(a6(), b6(), 47).payload(&[0; 13]).frag(8, true);
+        assert_eq!(err(&f.build()), Malformed::FragmentMisaligned);
+        // The last fragment may end anywhere.
+        assert!(parse(&Frame::raw_ip(a4(), b4(), 47).payload(&[0; 13]).frag(8, false).build()).is_ok());
+    }
+
+    #[test]
+    fn rejects_icmp_quote_too_short_for_inner_header() {
+        let f = Frame::icmp_error_quoting(a4(), b4(), 3, 1, &[0x45; 19]);
+        assert_eq!(err(&f.build()), Malformed::IcmpBadQuote);
+        let f = Frame::icmp_error_quoting(a6(), b6(), 1, 0, &[0x60; 39]);
+        assert_eq!(err(&f.build()), Malformed::IcmpBadQuote);
+    }
+
+    #[test]
+    fn rejects_icmp_quote_without_the_port_bytes() {
+        let inner = syn4();
+        let (ipb, hl) = inner.ip_packet();
+        let f = Frame::icmp_error_quoting(a4(), b4(), 3, 1, &ipb[..hl + 7]);
+        assert_eq!(err(&f.build()), Malformed::IcmpBadQuote);
+        let (ipb, hl) = syn6().ext(Ext::DestOpts { len8: 0 }).ip_packet();
+        let f = Frame::icmp_error_quoting(a6(), b6(), 1, 0, &ipb[..hl + 4]);
+        assert_eq!(err(&f.build()), Malformed::IcmpBadQuote);
+        // Inner extension chain cut short.
+        let f = Frame::icmp_error_quoting(a6(), b6(), 1, 0, &ipb[..44]);
+        assert_eq!(err(&f.build()), Malformed::IcmpBadQuote);
+    }
+
+    #[test]
+    fn rejects_icmp_quote_of_wrong_version_or_ihl() {
+        let (mut ipb, _) = syn4().ip_packet();
+        ipb[0] = 0x65;
+        assert_eq!(err(&Frame::icmp_error_quoting(a4(), b4(), 3, 1, &ipb).build()), Malformed::IcmpBadQuote);
+        ipb[0] = 0x44;
+        assert_eq!(err(&Frame::icmp_error_quoting(a4(), b4(), 3, 1, &ipb).build()), Malformed::IcmpBadQuote);
+        let (ipb, _) = syn4().ip_packet();
+        let mut q = ipb.clone();
+        q.resize(48, 0); // an IPv4 quote inside an ICMPv6 error
+        assert_eq!(err(&Frame::icmp_error_quoting(a6(), b6(), 1, 0, &q).build()), Malformed::IcmpBadQuote);
+    }
+
+    #[test]
+    fn icmp_quote_ext_chain_past_the_bound() {
+        let mut inner = Frame::udp(b6(), a6(), 1, 2);
+        for _ in 0..=MAX_EXT_HEADERS {
+            inner = inner.ext(Ext::DestOpts { len8: 0 });
+        }
+        let f = Frame::icmp_error(a6(), b6(), 1, 0, &inner);
+        assert_eq!(err(&f.build()), Malformed::IcmpBadQuote);
+    }
+
+    /// Every variant has at least one frame above that yields it; this keeps the list honest
+    /// when a variant is added.
+    #[test]
+    fn every_variant_is_reachable() {
+        let tcp_head = syn4().build()[34..42].to_vec();
+        let samples: Vec<Vec<u8>> = vec![
+            vec![0; 13],
+            syn4().vlan(1).build()[..16].to_vec(),
+            syn4().vlan(1).vlan(2).vlan(3).build(),
+            syn4().build()[..30].to_vec(),
+            patched(&syn4(), |ip| ip[0] = 0x65),
+            patched(&syn4(), |ip| ip[0] = 0x44),
+            patched(&syn4(), |ip| ip[2..4].copy_from_slice(&99u16.to_be_bytes())),
+            syn6().build()[..50].to_vec(),
+            patched(&syn6(), |ip| ip[4..6].copy_from_slice(&99u16.to_be_bytes())),
+            syn6().ext(Ext::DestOpts { len8: 0 }).ext(Ext::HopByHop { len8: 0 }).build(),
+            (0..9).fold(syn6(), |f, _| f.ext(Ext::DestOpts { len8: 0 })).build(),
+            syn4().raw_l4(&tcp_head).frag(0, true).build(),
+            syn4().raw_l4(&[0; 3]).build(),
+            patched(&syn4(), |ip| ip[32] = 0x10),
+            Frame::raw_ip(a4(), b4(), PROTO_UDP).payload(&[0; 7]).build(),
+            patched(&Frame::udp(a4(), b4(), 1, 2), |ip| ip[25] = 7),
+            Frame::raw_ip(a4(), b4(), PROTO_SCTP).payload(&[0; 7]).build(),
+            Frame::raw_ip(a4(), b4(), PROTO_ICMP).payload(&[0; 7]).build(),
+            Frame::arp_request(Ipv4Addr::LOCALHOST, Ipv4Addr::LOCALHOST).payload(&[0; 27]).build(),
+            Frame::raw_ip(a4(), b4(), 47).payload(&[0; 16]).frag(65528, false).build(),
+            Frame::raw_ip(a4(), b4(), 47).payload(&[0; 12]).frag(0, true).build(),
+            Frame::icmp_error_quoting(a4(), b4(), 3, 1, &[0x45; 19]).build(),
+        ];
+        let got: Vec<Malformed> = samples.iter().map(|s| err(s)).collect();
+        assert_eq!(got, Malformed::ALL.to_vec());
+    }
+
+    #[test]
+    fn malformed_tables_are_in_sync() {
+        for (i, m) in Malformed::ALL.iter().enumerate() {
+            assert_eq!(*m as usize, i);
+        }
+        let mut names: Vec<&str> = Malformed::ALL.iter().map(|m| m.as_str()).collect();
+        names.sort_unstable();
+        names.dedup();
+        assert_eq!(names.len(), Malformed::COUNT);
+    }
+}
