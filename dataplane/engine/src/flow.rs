@@ -1,0 +1,1 @@
+//! Per-worker flow table (work in progress).

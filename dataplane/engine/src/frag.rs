@@ -1,0 +1,1 @@
+//! Fragment tracking (work in progress).
