@@ -22,6 +22,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod classbench;
 pub mod classifier;
 pub mod lpm;
 
