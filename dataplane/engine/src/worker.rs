@@ -4,7 +4,7 @@ use crate::counters::{CountersSnapshot, WorkerCounters};
 use crate::events::{FlowEvent, FlowFilter, FlowSummary};
 use crate::latency::LatencyRecorder;
 use crate::{DropReason, EngineConfig, Verdict};
-use bulkhead_tables::TableSet;
+use bulkhead_tables::{Decision, TableSet};
 use crossbeam_queue::ArrayQueue;
 use std::sync::Arc;
 
@@ -17,6 +17,10 @@ pub struct Worker {
     counters: Arc<WorkerCounters>,
     latency: Arc<LatencyRecorder>,
     sink: Option<Arc<ArrayQueue<FlowEvent>>>,
+    /// Per frame of the last batch chunk: the policy decision behind its verdict (see
+    /// [`Worker::last_decisions`]). Allocated once, `max_batch` long.
+    decisions: Box<[Option<Decision>]>,
+    decisions_len: usize,
 }
 
 impl Worker {
@@ -29,6 +33,8 @@ impl Worker {
             counters: Arc::new(WorkerCounters::new(worker_id)),
             latency: Arc::new(LatencyRecorder::new()),
             sink: None,
+            decisions: vec![None; cfg.max_batch.max(1)].into_boxed_slice(),
+            decisions_len: 0,
         }
     }
 
@@ -51,14 +57,29 @@ impl Worker {
         verdicts: &mut [Verdict],
     ) {
         let _ = (now_ns, tables);
+        self.decisions_len = 0;
         for (f, v) in frames.iter().zip(verdicts.iter_mut()) {
             self.local.packets += 1;
             self.local.bytes += f.len() as u64;
             *v = Verdict::Drop(DropReason::DefaultDeny);
             self.local.drops[DropReason::DefaultDeny.index()] += 1;
+            if let Some(d) = self.decisions.get_mut(self.decisions_len) {
+                *d = Some(Decision::DefaultDeny);
+                self.decisions_len += 1;
+            }
         }
         self.local.batches += 1;
         self.counters.publish(&self.local);
+    }
+
+    /// The policy decision behind each verdict of the last `process_batch` call, one per frame
+    /// of its last chunk of at most `max_batch` frames (call with batches of at most `max_batch`
+    /// to get one per frame): the flow's (possibly revalidated) decision for a packet of a
+    /// tracked flow, the fresh judgement for a new or denied packet, `None` when no policy lookup
+    /// decided (malformed, ARP / ND, ethertype, invalid TCP flags, held fragments). Used by
+    /// `bulkhead replay` to name the deciding rule; no allocation.
+    pub fn last_decisions(&self) -> &[Option<Decision>] {
+        &self.decisions[..self.decisions_len]
     }
 
     /// Hands every held fragment that may now be transmitted to `f` (frame bytes and verdict,
