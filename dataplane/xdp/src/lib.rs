@@ -71,4 +71,6 @@ pub use io::{
     monotonic_ns, DirectionStats, IoConfig, KernelStats, PacketProcessor, PassAll, QueuePair, Side,
     WorkerStats, MAX_BATCH,
 };
-pub use prog::{attached_programs, remove_stale, AttachedProgram, XdpMode, XdpProgram, PROG_NAME};
+pub use prog::{
+    attached_programs, remove_stale, AttachMethod, AttachedProgram, XdpMode, XdpProgram, PROG_NAME,
+};

@@ -298,6 +298,15 @@ fn program(map_fd: RawFd) -> [Insn; 6] {
     ]
 }
 
+/// How the program is attached to the interface.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AttachMethod {
+    /// bpf_link: detached by the kernel when the owning process exits, however it exits.
+    Link,
+    /// Legacy netlink attachment: stays until someone detaches it.
+    Netlink,
+}
+
 #[derive(Debug)]
 enum Attachment {
     /// Owned by a bpf_link: detached when the fd closes, also when the process dies.
@@ -324,6 +333,20 @@ impl XdpProgram {
     /// Removes a stale Bulkhead program from `ifname`, then loads and attaches a fresh one with an
     /// XSKMAP of `queues` entries (keyed by receive queue index).
     pub fn attach(ifname: &str, mode: XdpMode, queues: u32) -> Result<Self, XdpError> {
+        Self::attach_with(ifname, mode, queues, AttachMethod::Link, PROG_NAME)
+    }
+
+    /// [`XdpProgram::attach`] with an explicit attachment method and program name. A netlink
+    /// attachment survives the process (that is what stale-program recovery is for); other names
+    /// than [`PROG_NAME`] make the program look foreign. Both exist for tests and old kernels.
+    #[doc(hidden)]
+    pub fn attach_with(
+        ifname: &str,
+        mode: XdpMode,
+        queues: u32,
+        method: AttachMethod,
+        name: &str,
+    ) -> Result<Self, XdpError> {
         if queues == 0 {
             return Err(XdpError::BadConfig { what: "at least one queue is needed".into() });
         }
@@ -341,10 +364,16 @@ impl XdpProgram {
         // SAFETY: `map` is a fresh fd returned by the kernel, owned by nothing else.
         let map = unsafe { OwnedFd::from_raw_fd(map) };
 
-        let prog = load_program(map.as_raw_fd(), ifname)?;
+        let prog = load_program(map.as_raw_fd(), ifname, name)?;
         let prog_id = prog_info(prog.as_raw_fd()).map_or(0, |(id, _)| id);
 
-        let attachment = attach_link(prog.as_raw_fd(), idx, mode)
+        let first = match method {
+            AttachMethod::Link => attach_link(prog.as_raw_fd(), idx, mode),
+            AttachMethod::Netlink => {
+                attach_netlink(prog.as_raw_fd(), idx, mode).map(|()| Attachment::Netlink)
+            }
+        };
+        let attachment = first
             .or_else(|link_err| {
                 // Only fall back when links are unsupported; real failures surface as they are.
                 match link_err.raw_os_error() {
@@ -471,9 +500,10 @@ impl Drop for XdpProgram {
     }
 }
 
-fn load_program(map_fd: RawFd, ifname: &str) -> Result<OwnedFd, XdpError> {
+fn load_program(map_fd: RawFd, ifname: &str, name: &str) -> Result<OwnedFd, XdpError> {
     let insns = program(map_fd);
-    let name = CString::new(PROG_NAME).expect("static name has no NUL");
+    let name =
+        CString::new(name).map_err(|_| XdpError::BadConfig { what: "program name contains NUL".into() })?;
     let license = CString::new("Dual MIT/GPL").expect("static license has no NUL");
     let mut log = vec![0u8; 64 * 1024];
     // SAFETY: bpf_prog_load_opts is plain old data; zero is its documented initial state.
