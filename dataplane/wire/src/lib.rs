@@ -9,6 +9,7 @@
 
 pub mod builder;
 mod parse;
+pub mod pcap;
 
 pub use parse::{parse, MAX_EXT_HEADERS};
 
