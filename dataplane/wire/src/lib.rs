@@ -4,11 +4,17 @@
 //! - [`parse`] takes one Ethernet frame and returns either a [`Parsed`] summary or the
 //!   [`Malformed`] reason it was rejected. It never panics and never allocates, whatever the bytes.
 //! - Every rejection branch has its own [`Malformed`] variant so that drops are counted per reason.
+//! - Checksums are not verified (the NIC / kernel does); see the [`mod@parse`] module docs for the full
+//!   list of what is checked, the fragment rules and why the views are hand-written rather than
+//!   `smoltcp::wire` (which is used as a test oracle).
+//!
+//! Also here, for tests, benchmarks and replay (not the packet path): [`builder`] builds frames
+//! with correct lengths and checksums, [`pcap`] reads and writes classic pcap files.
 
 #![forbid(unsafe_code)]
 
 pub mod builder;
-mod parse;
+pub mod parse;
 pub mod pcap;
 
 pub use parse::{parse, MAX_EXT_HEADERS};
@@ -35,7 +41,9 @@ pub struct FragInfo {
     pub offset: u32,
     /// More-fragments flag.
     pub more: bool,
-    /// Length of this fragment's payload in bytes (after all IP headers).
+    /// Length of this fragment's fragmentable part in bytes, the unit `offset` counts in:
+    /// IPv4 after the header; IPv6 after the Fragment header (a first fragment's extension
+    /// headers after the Fragment header are included).
     pub payload_len: u32,
 }
 
@@ -55,7 +63,8 @@ pub struct Quoted {
 pub struct PacketInfo {
     pub src: IpAddr,
     pub dst: IpAddr,
-    /// The transport protocol (after walking IPv6 extension headers).
+    /// The transport protocol (after walking IPv6 extension headers). For a non-first IPv6
+    /// fragment: the Fragment header's next header.
     pub proto: u8,
     /// TCP/UDP/SCTP ports. ICMP/ICMPv6 echo request/reply: the identifier in both (so both
     /// directions share one flow). Other ICMP: 0. Non-first fragments: 0.
@@ -69,7 +78,10 @@ pub struct PacketInfo {
     pub tcp_seq: u32,
     pub tcp_ack: u32,
     pub tcp_window: u16,
-    /// Bytes of transport payload in this packet (TCP: after the TCP header).
+    /// Bytes of transport payload in this packet: TCP after the header with options; UDP from
+    /// the UDP length (first fragment: what this fragment carries); SCTP after the 12-byte
+    /// common header; ICMP after the 8-byte header; non-first fragments and other protocols:
+    /// all bytes after the IP header(s).
     pub l4_payload_len: u32,
     /// Some when the packet is a fragment (IPv4 MF set or offset > 0; IPv6 Fragment header that
     /// is not atomic). `None` for atomic IPv6 fragments (offset 0, M = 0): ordinary packets.
