@@ -1,7 +1,7 @@
 //! Frame parsing for the Bulkhead dataplane.
 //!
 //! CONTRACT (the engine relies only on this):
-//! - [`parse`] takes one Ethernet frame and returns either a [`Parsed`] summary or the
+//! - [`parse()`] takes one Ethernet frame and returns either a [`Parsed`] summary or the
 //!   [`Malformed`] reason it was rejected. It never panics and never allocates, whatever the bytes.
 //! - Every rejection branch has its own [`Malformed`] variant so that drops are counted per reason.
 //! - Checksums are not verified (the NIC / kernel does); see the [`mod@parse`] module docs for the full
