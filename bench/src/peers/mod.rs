@@ -1,0 +1,3 @@
+//! The peers Bulkhead is measured against, each driven as an external program.
+
+pub mod rte_acl;
