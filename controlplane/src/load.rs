@@ -1,0 +1,256 @@
+//! Loading a policy from files and directories, and the checks that span objects.
+//!
+//! A policy is the union of every object in every given path; a directory contributes its
+//! `*.yaml` / `*.yml` files, recursively, in sorted path order (so rule order, which only affects
+//! which rule a trace names when several tie, is stable). All problems are collected; if there is
+//! any, the caller gets the whole list and no [`Policy`] — a policy is never partially loaded.
+
+use crate::diag::{Diagnostic, Diagnostics, Loc};
+use crate::model::*;
+use crate::parse::{decode_object, Object};
+use crate::yaml::{load_documents, Ctx};
+use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// Largest policy file read: bounds memory on hostile input.
+pub const MAX_FILE_BYTES: u64 = 512 * 1024 * 1024;
+
+/// Lists the policy files under `paths` (files as given, directories recursively, sorted).
+///
+/// # Errors
+/// Unreadable paths, and paths that yield no file at all.
+pub fn policy_files(paths: &[PathBuf]) -> Result<Vec<PathBuf>, Diagnostics> {
+    let mut out = Vec::new();
+    let mut errors = Vec::new();
+    for p in paths {
+        let before = out.len();
+        match std::fs::metadata(p) {
+            Ok(m) if m.is_dir() => walk(p, &mut out, &mut errors),
+            Ok(_) => out.push(p.clone()),
+            Err(e) => errors.push(Diagnostic::new(&Loc::file(&p.display().to_string()), format!("cannot read: {e}"))),
+        }
+        if out.len() == before && errors.is_empty() {
+            errors.push(Diagnostic::new(&Loc::file(&p.display().to_string()), "no policy files (*.yaml, *.yml) found here"));
+        }
+    }
+    if errors.is_empty() {
+        Ok(out)
+    } else {
+        Err(Diagnostics::sorted(errors))
+    }
+}
+
+fn walk(dir: &Path, out: &mut Vec<PathBuf>, errors: &mut Vec<Diagnostic>) {
+    let rd = match std::fs::read_dir(dir) {
+        Ok(r) => r,
+        Err(e) => {
+            errors.push(Diagnostic::new(&Loc::file(&dir.display().to_string()), format!("cannot list directory: {e}")));
+            return;
+        }
+    };
+    let mut entries: Vec<PathBuf> = rd.filter_map(|e| e.ok().map(|e| e.path())).collect();
+    entries.sort();
+    for p in entries {
+        let name = p.file_name().and_then(|n| n.to_str()).unwrap_or("");
+        if name.starts_with('.') {
+            continue;
+        }
+        if p.is_dir() {
+            walk(&p, out, errors);
+        } else if name.ends_with(".yaml") || name.ends_with(".yml") {
+            out.push(p);
+        }
+    }
+}
+
+/// Loads and validates a policy from files and directories.
+///
+/// # Errors
+/// Every problem found, positioned; no policy is returned if there is any.
+pub fn load_paths(paths: &[PathBuf]) -> Result<Policy, Diagnostics> {
+    let files = policy_files(paths)?;
+    let mut sources = Vec::new();
+    let mut errors = Vec::new();
+    for f in files {
+        let name = f.display().to_string();
+        match std::fs::metadata(&f).map(|m| m.len()) {
+            Ok(n) if n > MAX_FILE_BYTES => {
+                errors.push(Diagnostic::new(&Loc::file(&name), format!("file too large ({n} bytes)")));
+                continue;
+            }
+            _ => {}
+        }
+        match std::fs::read(&f) {
+            Ok(bytes) => match String::from_utf8(bytes) {
+                Ok(s) => sources.push((name, f.parent().map(Path::to_path_buf).unwrap_or_default(), s)),
+                Err(e) => errors.push(Diagnostic::new(
+                    &Loc::file(&name),
+                    format!("not UTF-8 text (invalid byte at offset {})", e.utf8_error().valid_up_to()),
+                )),
+            },
+            Err(e) => errors.push(Diagnostic::new(&Loc::file(&name), format!("cannot read: {e}"))),
+        }
+    }
+    let refs: Vec<(&str, &Path, &str)> = sources.iter().map(|(n, d, s)| (n.as_str(), d.as_path(), s.as_str())).collect();
+    match load_sources(&refs) {
+        Ok(p) if errors.is_empty() => Ok(p),
+        Ok(_) => Err(Diagnostics::sorted(errors)),
+        Err(d) => {
+            errors.extend(d.0);
+            Err(Diagnostics::sorted(errors))
+        }
+    }
+}
+
+/// Loads a policy from in-memory sources: (file name, directory for relative paths, text).
+///
+/// # Errors
+/// Every problem found, positioned.
+pub fn load_sources(sources: &[(&str, &Path, &str)]) -> Result<Policy, Diagnostics> {
+    let mut ctx = Ctx::default();
+    let mut objects = Vec::new();
+    for (name, dir, text) in sources {
+        let file: Arc<str> = Arc::from(*name);
+        match load_documents(&file, text) {
+            Ok(docs) => {
+                for d in &docs {
+                    if let Some(o) = decode_object(&mut ctx, d, dir) {
+                        objects.push(o);
+                    }
+                }
+            }
+            Err(d) => ctx.errors.extend(d.0),
+        }
+    }
+    let policy = assemble(&mut ctx, objects);
+    if ctx.errors.is_empty() {
+        Ok(policy)
+    } else {
+        Err(Diagnostics::sorted(ctx.errors))
+    }
+}
+
+/// Loads a policy from one YAML string (tests, tools).
+///
+/// # Errors
+/// Every problem found, positioned against `name`.
+pub fn load_str(name: &str, text: &str) -> Result<Policy, Diagnostics> {
+    load_sources(&[(name, Path::new("."), text)])
+}
+
+fn dup_check(ctx: &mut Ctx, seen: &mut HashMap<String, Loc>, what: &str, name: &str, loc: &Loc) {
+    if let Some(first) = seen.get(name) {
+        ctx.err(loc, format!("duplicate {what} name `{name}` (first defined at {first})"));
+    } else {
+        seen.insert(name.to_string(), loc.clone());
+    }
+}
+
+/// Merges objects into one policy and runs the cross-object checks.
+fn assemble(ctx: &mut Ctx, objects: Vec<Object>) -> Policy {
+    let mut p = Policy::default();
+    let mut names: HashMap<&'static str, HashMap<String, Loc>> = HashMap::new();
+    let mut settings_seen: Option<Loc> = None;
+    for o in objects {
+        match o {
+            Object::Identity(i) => {
+                dup_check(ctx, names.entry("Identity").or_default(), "Identity", &i.name, &i.loc);
+                p.identities.push(i);
+            }
+            Object::Policy { name, loc, rules } => {
+                dup_check(ctx, names.entry("Policy").or_default(), "Policy", &name, &loc);
+                let mut seen = HashMap::new();
+                for r in &rules {
+                    dup_check(ctx, &mut seen, "rule", &r.name, &r.loc);
+                }
+                p.rules.extend(rules);
+            }
+            Object::Settings(s) => {
+                let loc = s.loc.clone().unwrap_or_else(|| Loc::file("?"));
+                if let Some(first) = &settings_seen {
+                    ctx.err(&loc, format!("a policy has at most one Settings object (another is at {first})"));
+                } else {
+                    settings_seen = Some(loc);
+                    p.settings = s;
+                }
+            }
+            Object::Quarantine { name, loc, spec } => {
+                dup_check(ctx, names.entry("Quarantine").or_default(), "Quarantine", &name, &loc);
+                p.quarantine.identities.extend(spec.identities);
+                p.quarantine.addresses.extend(spec.addresses);
+                p.quarantine.exceptions.extend(spec.exceptions);
+            }
+            Object::AclTier(t) => {
+                dup_check(ctx, names.entry("AclTier").or_default(), "AclTier", &t.name, &t.loc);
+                let mut seen = HashMap::new();
+                for r in &t.rules {
+                    dup_check(ctx, &mut seen, "ACL rule", &r.name, &r.loc);
+                }
+                p.acl_tiers.push(t);
+            }
+        }
+    }
+    let mut seen = HashMap::new();
+    for e in &p.quarantine.exceptions {
+        dup_check(ctx, &mut seen, "quarantine exception", &e.name, &e.loc);
+    }
+    check_addresses(ctx, &p);
+    check_references(ctx, &p);
+    p
+}
+
+/// One address has one identity: the same prefix may not be claimed twice.
+fn check_addresses(ctx: &mut Ctx, p: &Policy) {
+    let mut owner: HashMap<Cidr, (usize, &Loc)> = HashMap::new();
+    for (idx, id) in p.identities.iter().enumerate() {
+        for (c, loc) in &id.addresses {
+            match owner.get(c) {
+                Some(&(o, first)) if o == idx => ctx.err(loc, format!("address {c} is listed twice for identity `{}` (first at {first})", id.name)),
+                Some(&(o, first)) => ctx.err(
+                    loc,
+                    format!(
+                        "address {c} is claimed by identity `{}` and by identity `{}` (at {first}); one address has one identity",
+                        id.name, p.identities[o].name
+                    ),
+                ),
+                None => {
+                    owner.insert(*c, (idx, loc));
+                }
+            }
+        }
+    }
+}
+
+/// Names that must exist, and selectors that can never match anything.
+fn check_references(ctx: &mut Ctx, p: &Policy) {
+    let names: HashSet<&str> = p.identities.iter().map(|i| i.name.as_str()).collect();
+    for r in &p.rules {
+        for s in r.from.iter().chain(&r.to) {
+            match &s.sel {
+                Selector::Identity(n) if !names.contains(n.as_str()) => {
+                    ctx.err(&s.loc, format!("unknown identity `{n}`: no Identity object has this name"));
+                }
+                sel @ Selector::Labels { .. } => {
+                    if !p.identities.iter().any(|i| sel.matches_labels(&i.name, &i.labels)) {
+                        ctx.err(&s.loc, format!("selector {sel} can never match: no identity has matching labels"));
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+    for (n, loc) in &p.quarantine.identities {
+        if !names.contains(n.as_str()) {
+            ctx.err(loc, format!("unknown identity `{n}` in quarantine: no Identity object has this name"));
+        }
+    }
+    let zones: HashSet<&str> = p.identities.iter().filter_map(Identity::zone).collect();
+    for (z, s) in &p.settings.segments {
+        if !zones.contains(z.as_str()) {
+            let mut known: Vec<&str> = zones.iter().copied().collect();
+            known.sort_unstable();
+            ctx.err(&s.loc, format!("unknown segment `{z}`: no identity has label zone={z} (known zones: {})", known.join(", ")));
+        }
+    }
+}

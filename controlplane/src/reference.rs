@@ -1,0 +1,148 @@
+//! The naive reference evaluator: interprets a [`Policy`] directly, rule by rule, with none of
+//! the compiler's machinery (no atoms, no ranges, no classifier, no LPM structure).
+//!
+//! It encodes DESIGN.md's verdict semantics a second time, as plainly as possible, so that the
+//! compiled `TableSet::judge` can be checked against it (property tests) and so that `policy
+//! trace` can list *every* rule that matches, not just the one that decided.
+
+use crate::model::*;
+use bulkhead_tables::{Action, FlowQuery, Mode};
+use std::net::IpAddr;
+
+/// What decided, by name.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RefDecision {
+    Allow(String),
+    Deny(String),
+    DefaultDeny,
+    Quarantined,
+    QuarantineException,
+}
+
+impl RefDecision {
+    pub fn allows(&self) -> bool {
+        matches!(self, RefDecision::Allow(_) | RefDecision::QuarantineException)
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RefJudgement {
+    /// Index into `Policy::identities`; `None` = world.
+    pub src: Option<usize>,
+    pub dst: Option<usize>,
+    pub decision: RefDecision,
+    pub mode: Mode,
+}
+
+/// Longest-prefix match over every identity address, by linear scan.
+pub fn identity_of(p: &Policy, a: IpAddr) -> Option<usize> {
+    let mut best: Option<(u8, usize)> = None;
+    for (i, id) in p.identities.iter().enumerate() {
+        for (c, _) in &id.addresses {
+            if c.contains(a) && best.is_none_or(|(l, _)| c.len > l) {
+                best = Some((c.len, i));
+            }
+        }
+    }
+    best.map(|(_, i)| i)
+}
+
+/// Does one selector select the endpoint (address `a` with identity `id`)?
+pub fn selector_matches(p: &Policy, s: &Selector, a: IpAddr, id: Option<usize>) -> bool {
+    match s {
+        Selector::World => id.is_none(),
+        Selector::Cidr { .. } => s.cidr_matches(a),
+        _ => id.is_some_and(|i| s.matches_labels(&p.identities[i].name, &p.identities[i].labels)),
+    }
+}
+
+/// Does identity rule `r` match the query?
+pub fn rule_matches(p: &Policy, r: &Rule, q: &FlowQuery, src: Option<usize>, dst: Option<usize>) -> bool {
+    r.from.iter().any(|s| selector_matches(p, &s.sel, q.src, src))
+        && r.to.iter().any(|s| selector_matches(p, &s.sel, q.dst, dst))
+        && r.port_matches(q.proto, q.sport, q.dport)
+}
+
+/// Indices of every identity rule that matches.
+pub fn matching_rules(p: &Policy, q: &FlowQuery) -> Vec<usize> {
+    let (src, dst) = (identity_of(p, q.src), identity_of(p, q.dst));
+    (0..p.rules.len()).filter(|&i| rule_matches(p, &p.rules[i], q, src, dst)).collect()
+}
+
+/// Per ACL tier, the index of the first matching line (IPv4 only).
+pub fn acl_matches(p: &Policy, q: &FlowQuery) -> Vec<Option<usize>> {
+    p.acl_tiers
+        .iter()
+        .map(|t| match (q.src, q.dst) {
+            (IpAddr::V4(s), IpAddr::V4(d)) => {
+                t.rules.iter().position(|r| r.matches(u32::from(s), u32::from(d), q.proto, q.sport, q.dport))
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+fn segment_mode(p: &Policy, id: Option<usize>) -> Option<Mode> {
+    let z = p.identities.get(id?)?.zone()?;
+    p.settings.segments.get(z)?.mode
+}
+
+fn quarantined(p: &Policy, q: &FlowQuery, src: Option<usize>, dst: Option<usize>) -> bool {
+    let named = |id: Option<usize>| id.is_some_and(|i| p.quarantine.identities.iter().any(|(n, _)| *n == p.identities[i].name));
+    named(src) || named(dst) || p.quarantine.addresses.iter().any(|(c, _)| c.contains(q.src) || c.contains(q.dst))
+}
+
+fn exception(p: &Policy, q: &FlowQuery) -> bool {
+    p.quarantine.exceptions.iter().any(|e| {
+        let ports = if e.ports.is_empty() { vec![PortMatch::ANY] } else { e.ports.clone() };
+        ports.iter().any(|pm| {
+            let proto_ok = pm.proto.is_none_or(|x| x == q.proto);
+            let inr = |v: u16| v >= pm.dport.0 && v <= pm.dport.1;
+            proto_ok && ((e.peer.contains(q.dst) && inr(q.dport)) || (e.peer.contains(q.src) && inr(q.sport)))
+        })
+    })
+}
+
+/// Judges a connection-opening query the slow, obvious way.
+pub fn judge(p: &Policy, q: &FlowQuery) -> RefJudgement {
+    let (src, dst) = (identity_of(p, q.src), identity_of(p, q.dst));
+    if quarantined(p, q, src, dst) {
+        let decision = if exception(p, q) { RefDecision::QuarantineException } else { RefDecision::Quarantined };
+        return RefJudgement { src, dst, decision, mode: Mode::Enforce };
+    }
+    // Identity tier: deny-overrides, the most binding deny (see compile::identity_priorities).
+    // Written independently of the compiler's priority numbers: any deny beats any allow; among
+    // denies an explicit `enforce` one is the most binding, then one with the inherited mode,
+    // then an explicit `monitor` one; ties and allows go by file order.
+    let hits: Vec<usize> = (0..p.rules.len()).filter(|&i| rule_matches(p, &p.rules[i], q, src, dst)).collect();
+    let mut tier_results: Vec<Option<(Action, String, Option<Mode>)>> = Vec::new();
+    let binding = |m: Option<Mode>| match m {
+        Some(Mode::Enforce) => 0,
+        None => 1,
+        Some(Mode::Monitor) => 2,
+    };
+    let best_deny = hits.iter().copied().filter(|&i| p.rules[i].action == Action::Deny).min_by_key(|&i| (binding(p.rules[i].mode), i));
+    let best = best_deny.or_else(|| hits.first().copied());
+    tier_results.push(best.map(|i| (p.rules[i].action, p.rules[i].name.clone(), p.rules[i].mode)));
+    for (t, hit) in p.acl_tiers.iter().zip(acl_matches(p, q)) {
+        tier_results.push(hit.map(|i| (t.rules[i].action, t.rules[i].name.clone(), t.rules[i].mode)));
+    }
+    let deny = tier_results.iter().flatten().find(|r| r.0 == Action::Deny);
+    let allow = tier_results.iter().flatten().find(|r| r.0 == Action::Allow);
+    let (decision, rule_mode) = match (deny, allow) {
+        (Some((_, n, m)), _) => (RefDecision::Deny(n.clone()), *m),
+        (None, Some((_, n, m))) => (RefDecision::Allow(n.clone()), *m),
+        (None, None) => (RefDecision::DefaultDeny, None),
+    };
+    let mode = rule_mode.or_else(|| segment_mode(p, dst)).or_else(|| segment_mode(p, src)).unwrap_or(p.settings.mode);
+    RefJudgement { src, dst, decision, mode }
+}
+
+/// The user-facing verdict word: `allow`, `deny` or `would_deny`.
+pub fn verdict_word(allows: bool, mode: Mode) -> &'static str {
+    match (allows, mode) {
+        (true, _) => "allow",
+        (false, Mode::Enforce) => "deny",
+        (false, Mode::Monitor) => "would_deny",
+    }
+}
