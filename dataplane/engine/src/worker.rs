@@ -112,6 +112,11 @@ pub struct Worker {
     rng: u64,
     sweep_cursor: usize,
     deny_cache: Vec<(u64, u64)>,
+    /// The decision behind the packet being judged (set where a policy judgement or a flow's
+    /// decision yields its verdict), copied per frame into `decisions` for [`Worker::last_decisions`].
+    cur_decision: Option<Decision>,
+    decisions: Vec<Option<Decision>>,
+    decisions_len: usize,
 }
 
 impl Worker {
@@ -136,6 +141,9 @@ impl Worker {
             rng: seed.rotate_left(31) | 1,
             sweep_cursor: 0,
             deny_cache: vec![(0, 0); cfg.deny_log_slots.max(1).next_power_of_two() as usize],
+            cur_decision: None,
+            decisions: vec![None; cfg.max_batch.max(1)],
+            decisions_len: 0,
         }
     }
 
@@ -210,16 +218,22 @@ impl Worker {
             }
         }
         black_box(acc);
-        // Pass 3: judge in order.
-        for i in 0..len {
-            let p = self.pre[i];
-            let frame = frames[i];
-            let v = self.decide(now, tables, frame, &p);
-            verdicts[i] = v;
+        // Pass 3: judge in order. (The scratch is moved out so that `decide` can borrow both it
+        // and the worker; `mem::take` of a Vec swaps in an empty one and allocates nothing.)
+        self.decisions_len = len;
+        let pre = std::mem::take(&mut self.pre);
+        for (i, ((p, frame), out)) in pre[..len].iter().zip(frames.iter()).zip(verdicts.iter_mut()).enumerate() {
+            self.cur_decision = None;
+            let v = self.decide(now, tables, frame, p);
+            *out = v;
+            if let Some(d) = self.decisions.get_mut(i) {
+                *d = self.cur_decision;
+            }
             self.local.packets += 1;
             self.local.bytes += frame.len() as u64;
             self.account(now, tables, v);
         }
+        self.pre = pre;
     }
 
     #[inline]
@@ -241,11 +255,11 @@ impl Worker {
     }
 
     fn decide(&mut self, now: u64, tables: &TableSet, frame: &[u8], p: &Pre) -> Verdict {
-        let info = match p.parsed {
-            Err(m) => return Verdict::Drop(DropReason::Malformed(m)),
+        let info = match &p.parsed {
+            Err(m) => return Verdict::Drop(DropReason::Malformed(*m)),
             Ok(Parsed::Arp) => return Verdict::Pass,
             Ok(Parsed::OtherEthertype(t)) => {
-                return if tables.config.allowed_ethertypes.contains(&t) {
+                return if tables.config.allowed_ethertypes.contains(t) {
                     Verdict::Pass
                 } else {
                     Verdict::Drop(DropReason::Ethertype)
@@ -262,11 +276,11 @@ impl Worker {
                 self.frag.later(now, fk, &fr, frame, &mut self.local)
             }
             Some(fr) => {
-                let v = self.l4(now, tables, &info, p, frame.len());
+                let v = self.l4(now, tables, info, p, frame.len());
                 let fk = FragKey::new(info.src, info.dst, info.proto, fr.id);
                 self.frag.first(now, fk, &fr, v, &mut self.local)
             }
-            None => self.l4(now, tables, &info, p, frame.len()),
+            None => self.l4(now, tables, info, p, frame.len()),
         }
     }
 
@@ -318,6 +332,7 @@ impl Worker {
             return v;
         }
         let Some(f) = self.table.get_mut(s) else { return Verdict::Drop(DropReason::InvalidState) };
+        self.cur_decision = Some(f.decision.decision());
         let from_opener = from_a == f.opener_is_a();
         if tcp {
             if let Err(r) = tcp_track(f, usize::from(!from_a), from_opener, info) {
@@ -345,6 +360,7 @@ impl Worker {
             return None;
         }
         let j = tables.judge(&opener_query(f));
+        self.cur_decision = Some(j.decision);
         let f = self.table.get_mut(s)?;
         f.generation = tables.generation;
         f.decision = PackedDecision::pack(j.decision, j.mode);
@@ -410,6 +426,7 @@ impl Worker {
             dport: if icmp { u16::from(info.icmp_code) } else { info.dport },
         };
         let j = tables.judge(&q);
+        self.cur_decision = Some(j.decision);
         let mut flags = if from_a { fl::OPENER_A } else { 0 };
         let verdict = if j.decision.allows() {
             Verdict::Pass
@@ -510,6 +527,7 @@ impl Worker {
         if let Some(v) = self.revalidate(now, tables, s) {
             return v;
         }
+        self.cur_decision = self.table.get(s).map(|f| f.decision.decision());
         match self.table.get(s) {
             Some(f) if f.would_deny() => Verdict::WouldDeny,
             Some(_) => Verdict::Pass,
@@ -630,6 +648,16 @@ impl Worker {
             f(bytes, v);
         });
         self.local.frag_held = self.frag.held() as u64;
+    }
+
+    /// The policy decision behind each verdict of the last `process_batch` call, one per frame of
+    /// its last chunk (pass batches of at most `max_batch` frames to get one per frame): the
+    /// flow's (possibly revalidated) decision for a packet of a tracked flow or an ICMP error
+    /// about one, the fresh judgement for a new or denied packet, `None` when no policy lookup
+    /// decided (malformed, ARP / ND, ethertype, invalid TCP flags, non-first fragments). Used by
+    /// `bulkhead replay` to name the deciding rule; fixed scratch, no allocation.
+    pub fn last_decisions(&self) -> &[Option<Decision>] {
+        &self.decisions[..self.decisions_len.min(self.decisions.len())]
     }
 
     /// Number of held fragments waiting to be drained.
