@@ -4,7 +4,7 @@ use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
 use crate::error::XdpError;
-use crate::io::{IoConfig, PacketProcessor, QueuePair, WorkerStats};
+use crate::io::{IoConfig, KernelStats, PacketProcessor, QueuePair, Side, WorkerStats};
 use crate::prog::{ifindex, remove_stale, rx_queue_count, XdpMode, XdpProgram};
 
 /// What to open: the two interfaces, the XDP hook and the number of queue pairs (= workers).
@@ -107,8 +107,17 @@ impl Dataplane {
         if pairs.is_empty() {
             return Err(XdpError::BadConfig { what: "the queue pairs were already taken".into() });
         }
-        run_workers(pairs, stop, make);
+        self.pairs = run_workers(pairs, stop, make);
         Ok(())
+    }
+
+    /// Kernel drop counters of every worker's two sockets, in queue order: `[inside, outside]`.
+    /// Available before and after [`Dataplane::run`] (the workers hand their pairs back).
+    pub fn kernel_stats(&self) -> Result<Vec<[KernelStats; 2]>, XdpError> {
+        self.pairs
+            .iter()
+            .map(|p| Ok([p.kernel_stats(Side::Inside)?, p.kernel_stats(Side::Outside)?]))
+            .collect()
     }
 
     /// Detaches both programs, reporting failures (dropping does the same silently).
@@ -121,18 +130,20 @@ impl Dataplane {
     }
 }
 
-/// Runs each queue pair on its own pinned thread until `stop` is set.
-pub fn run_workers<P, F>(pairs: Vec<QueuePair>, stop: &AtomicBool, make: F)
+/// Runs each queue pair on its own pinned thread until `stop` is set; returns the pairs (sockets
+/// still open, so their kernel counters stay readable) in queue order.
+pub fn run_workers<P, F>(pairs: Vec<QueuePair>, stop: &AtomicBool, make: F) -> Vec<QueuePair>
 where
     P: PacketProcessor,
     F: Fn(u32) -> P + Sync,
 {
     let cores = core_affinity::get_core_ids().unwrap_or_default();
     std::thread::scope(|s| {
+        let mut handles = Vec::with_capacity(pairs.len());
         for (i, mut pair) in pairs.into_iter().enumerate() {
             let core = (!cores.is_empty()).then(|| cores[i % cores.len()]);
             let make = &make;
-            std::thread::Builder::new()
+            let handle = std::thread::Builder::new()
                 .name(format!("bulkhead-w{i}"))
                 .spawn_scoped(s, move || {
                     if let Some(core) = core {
@@ -140,8 +151,11 @@ where
                     }
                     let mut processor = make(pair.queue());
                     pair.run(stop, &mut processor);
+                    pair
                 })
                 .expect("spawning a worker thread");
+            handles.push(handle);
         }
-    });
+        handles.into_iter().map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p))).collect()
+    })
 }

@@ -79,6 +79,7 @@ fn main() -> ExitCode {
         eprintln!("xdp-passall: {e}");
         return ExitCode::from(1);
     }
+    let kernel = dp.kernel_stats().unwrap_or_default();
     let detach = dp.shutdown();
     for (i, s) in stats.iter().enumerate() {
         let d = |d: &bulkhead_xdp::DirectionStats| {
@@ -97,6 +98,9 @@ fn main() -> ExitCode {
             s.tx_kicks.load(Ordering::Relaxed),
             s.idle_sleeps.load(Ordering::Relaxed)
         );
+        if let Some([ki, ko]) = kernel.get(i) {
+            println!("kernel worker={i} inside={ki:?} outside={ko:?}");
+        }
     }
     match detach {
         Ok(()) => {
