@@ -4,6 +4,7 @@
 //!   policy info, per-worker counters and latency, quarantine list and time to contain, flow-log
 //!   counters).
 
+pub mod flowlog;
 pub mod state;
 
 pub use state::{

@@ -355,6 +355,12 @@ pub struct QuarantineEntry {
 }
 
 impl QuarantineEntry {
+    /// A runtime entry that is published and whose first enforced drop was not seen yet.
+    /// (Entries from the policy files have no command time, so no time to contain.)
+    pub fn awaits_containment(&self) -> bool {
+        self.source == QuarantineSource::Runtime && self.generation != 0 && self.time_to_contain_ns.is_none()
+    }
+
     /// True when a packet between `src` and `dst` (identities by name) is this entry's traffic.
     pub fn covers(&self, src: IpAddr, src_name: &str, dst: IpAddr, dst_name: &str) -> bool {
         match &self.target {
@@ -575,7 +581,7 @@ impl State {
     /// changes the quarantine) and wakes waiters.
     pub fn set_quarantine_entries(&self, entries: Vec<QuarantineEntry>) {
         let mut q = self.quarantine();
-        let pending = entries.iter().filter(|e| e.time_to_contain_ns.is_none() && e.generation != 0).count();
+        let pending = entries.iter().filter(|e| e.awaits_containment()).count();
         q.entries = entries;
         self.quarantine_pending.store(pending, Ordering::Relaxed);
         self.quarantine_changed.notify_all();
@@ -595,8 +601,7 @@ impl State {
         let mut q = self.quarantine();
         let mut done = Vec::new();
         for e in q.entries.iter_mut() {
-            if e.time_to_contain_ns.is_none()
-                && e.generation != 0
+            if e.awaits_containment()
                 && ev.generation >= e.generation
                 && ev.ts_ns >= e.added_mono_ns
                 && e.covers(ev.src, sn, ev.dst, dn)
@@ -612,7 +617,7 @@ impl State {
         for ttc in done {
             q.time_to_contain.saturating_record(ttc.max(1));
         }
-        let pending = q.entries.iter().filter(|e| e.time_to_contain_ns.is_none() && e.generation != 0).count();
+        let pending = q.entries.iter().filter(|e| e.awaits_containment()).count();
         self.quarantine_pending.store(pending, Ordering::Relaxed);
         self.quarantine_changed.notify_all();
     }
