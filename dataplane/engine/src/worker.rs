@@ -222,7 +222,9 @@ impl Worker {
         // and the worker; `mem::take` of a Vec swaps in an empty one and allocates nothing.)
         self.decisions_len = len;
         let pre = std::mem::take(&mut self.pre);
-        for (i, ((p, frame), out)) in pre[..len].iter().zip(frames.iter()).zip(verdicts.iter_mut()).enumerate() {
+        for (i, ((p, frame), out)) in
+            pre[..len].iter().zip(frames.iter()).zip(verdicts.iter_mut()).enumerate()
+        {
             self.cur_decision = None;
             let v = self.decide(now, tables, frame, p);
             *out = v;
