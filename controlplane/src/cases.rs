@@ -1,1 +1,284 @@
-//! stub
+//! Policy test cases (`bulkhead policy test PATH --cases CASES.yaml`).
+//!
+//! A cases file lists flows and the verdict each must get, so a policy repository can prove in CI
+//! that "dev never reaches prod" still holds after every change:
+//!
+//! ```yaml
+//! cases:
+//!   - name: dev cannot reach the prod database   # optional
+//!     from: 198.18.2.10          # an address, or an identity name (its first address is used)
+//!     to: prod-db
+//!     protocol: tcp              # tcp (default), udp, sctp, icmp, icmpv6, any number 0-255
+//!     port: 5432                 # destination port; required for tcp, udp and sctp
+//!     sport: 40000               # optional source port (default 49152)
+//!     expect: deny               # allow | deny | would_deny
+//!     rule: zones/dev-never-prod # optional: the rule that must decide (or `default-deny`, `quarantine`)
+//! ```
+//! ICMP cases use `type` and `code` instead of ports.
+
+use crate::compile::CompiledPolicy;
+use crate::diag::{Diagnostics, Loc};
+use crate::model::{has_ports, parse_proto, proto_name, Policy};
+use crate::reference::verdict_word;
+use crate::yaml::{load_documents, Ctx, Node};
+use bulkhead_tables::{Decision, FlowQuery, IdentityId};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::sync::Arc;
+
+/// Where a case's endpoint is.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Endpoint {
+    Addr(IpAddr),
+    Identity(String),
+}
+
+impl std::fmt::Display for Endpoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Endpoint::Addr(a) => write!(f, "{a}"),
+            Endpoint::Identity(n) => write!(f, "{n}"),
+        }
+    }
+}
+
+/// One expected verdict.
+#[derive(Clone, Debug)]
+pub struct Case {
+    pub name: Option<String>,
+    pub loc: Loc,
+    pub from: Endpoint,
+    pub to: Endpoint,
+    pub proto: u8,
+    pub sport: u16,
+    pub dport: u16,
+    pub expect: &'static str,
+    pub rule: Option<String>,
+}
+
+/// Default source port of a case: the start of the dynamic range.
+pub const DEFAULT_SPORT: u16 = 49152;
+
+fn endpoint(ctx: &mut Ctx, n: &Node) -> Option<Endpoint> {
+    let s = ctx.string(n, "an address or an identity name")?;
+    if let Ok(a) = s.parse::<IpAddr>() {
+        return Some(Endpoint::Addr(a));
+    }
+    ctx.name(n).map(Endpoint::Identity)
+}
+
+/// Parses a cases file.
+///
+/// # Errors
+/// Every malformed case, positioned.
+pub fn parse_cases(file: &str, text: &str) -> Result<Vec<Case>, Diagnostics> {
+    let f: Arc<str> = Arc::from(file);
+    let docs = load_documents(&f, text)?;
+    let mut ctx = Ctx::default();
+    let mut out = Vec::new();
+    if docs.is_empty() {
+        ctx.err(&Loc::file(file), "expected a mapping with a `cases` list, found an empty file");
+    }
+    for d in &docs {
+        let Some(m) = ctx.map(d, "a cases file", &["cases"]) else { continue };
+        let Some(list) = m.req(&mut ctx, "cases", "a list of cases") else { continue };
+        let Some(items) = ctx.seq(list, "cases") else { continue };
+        for it in items {
+            if let Some(c) = parse_case(&mut ctx, it) {
+                out.push(c);
+            }
+        }
+    }
+    if ctx.errors.is_empty() {
+        Ok(out)
+    } else {
+        Err(Diagnostics::sorted(ctx.errors))
+    }
+}
+
+fn parse_case(ctx: &mut Ctx, it: &Node) -> Option<Case> {
+    let m = ctx.map(it, "a case", &["name", "from", "to", "protocol", "port", "sport", "type", "code", "expect", "rule"])?;
+    let name = m.get("name").and_then(|n| ctx.string(n, "a case name"));
+    let from = m.req(ctx, "from", "an address or identity name").and_then(|n| endpoint(ctx, n));
+    let to = m.req(ctx, "to", "an address or identity name").and_then(|n| endpoint(ctx, n));
+    let proto = match m.get("protocol") {
+        Some(n) => match n.as_str().and_then(parse_proto) {
+            Some(Some(p)) => Some(p),
+            _ => ctx.expected(n, "a protocol: tcp, udp, sctp, icmp, icmpv6 or a number 0-255"),
+        },
+        None => Some(6),
+    }?;
+    let (mut sport, mut dport) = (DEFAULT_SPORT, 0u16);
+    if has_ports(proto) {
+        let n = m.req(ctx, "port", "the destination port")?;
+        dport = ctx.uint(n, 65535, "a port")? as u16;
+        if let Some(n) = m.get("sport") {
+            sport = ctx.uint(n, 65535, "a port")? as u16;
+        }
+    } else {
+        for k in ["port", "sport"] {
+            if let Some(n) = m.get(k) {
+                ctx.err(&n.loc, format!("`{k}` applies only to tcp, udp and sctp"));
+                return None;
+            }
+        }
+        sport = 0;
+        if matches!(proto, 1 | 58) {
+            if let Some(n) = m.get("type") {
+                sport = ctx.uint(n, 255, "an ICMP type")? as u16;
+            }
+            if let Some(n) = m.get("code") {
+                dport = ctx.uint(n, 255, "an ICMP code")? as u16;
+            }
+        }
+    }
+    if !matches!(proto, 1 | 58) {
+        for k in ["type", "code"] {
+            if let Some(n) = m.get(k) {
+                ctx.err(&n.loc, format!("`{k}` applies only to icmp and icmpv6"));
+                return None;
+            }
+        }
+    }
+    let expect = m.req(ctx, "expect", "allow, deny or would_deny")?;
+    let expect = match expect.as_str() {
+        Some("allow") => "allow",
+        Some("deny") => "deny",
+        Some("would_deny") => "would_deny",
+        _ => return ctx.expected(expect, "`allow`, `deny` or `would_deny`"),
+    };
+    let rule = m.get("rule").and_then(|n| ctx.string(n, "a rule name"));
+    Some(Case { name, loc: it.loc.clone(), from: from?, to: to?, proto, sport, dport, expect, rule })
+}
+
+/// An address that the compiled policy maps to identity `idx` (a policy index), IPv4 preferred.
+pub fn representative(c: &CompiledPolicy, p: &Policy, idx: usize) -> Option<IpAddr> {
+    let id = p.identities.get(idx)?;
+    let mut v6 = None;
+    for (cidr, _) in &id.addresses {
+        let mut cands = vec![cidr.addr, cidr.last()];
+        match cidr.addr {
+            IpAddr::V4(a) => cands.push(IpAddr::V4(Ipv4Addr::from(u32::from(a).wrapping_add(1)))),
+            IpAddr::V6(a) => cands.push(IpAddr::V6(Ipv6Addr::from(u128::from(a).wrapping_add(1)))),
+        }
+        for a in cands {
+            let atom: IdentityId = c.tables.identities.lookup(a);
+            if c.atom_identity.get(atom as usize).copied().flatten() == Some(idx as u32) {
+                if a.is_ipv4() {
+                    return Some(a);
+                }
+                v6.get_or_insert(a);
+            }
+        }
+    }
+    v6
+}
+
+/// Resolves an endpoint to an address.
+///
+/// # Errors
+/// Unknown identity names, and identities with no address of their own.
+pub fn resolve(c: &CompiledPolicy, p: &Policy, e: &Endpoint) -> Result<IpAddr, String> {
+    match e {
+        Endpoint::Addr(a) => Ok(*a),
+        Endpoint::Identity(n) => {
+            let idx = p.identities.iter().position(|i| &i.name == n).ok_or_else(|| format!("unknown identity `{n}`"))?;
+            representative(c, p, idx).ok_or_else(|| format!("identity `{n}` has no address of its own (all are covered by more specific prefixes)"))
+        }
+    }
+}
+
+/// The outcome of one case.
+#[derive(Clone, Debug)]
+pub struct CaseResult {
+    pub query: FlowQuery,
+    pub got: &'static str,
+    /// Deciding rule name, `default-deny` or `quarantine` / `quarantine-exception`.
+    pub decided_by: String,
+    pub pass: bool,
+    /// Set when the case could not be evaluated (e.g. unknown identity).
+    pub error: Option<String>,
+}
+
+/// Name of what decided, as `rule:` in a case expects it.
+pub fn decided_by(c: &CompiledPolicy, d: Decision) -> String {
+    match d {
+        Decision::Allow { .. } | Decision::Deny { .. } => c.tables.rule_name(d).unwrap_or("?").to_string(),
+        Decision::DefaultDeny => "default-deny".into(),
+        Decision::Quarantined => "quarantine".into(),
+        Decision::QuarantineException => "quarantine-exception".into(),
+    }
+}
+
+/// Runs one case against a compiled policy.
+pub fn run_case(c: &CompiledPolicy, p: &Policy, case: &Case) -> CaseResult {
+    let blank = FlowQuery {
+        src: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+        dst: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+        proto: case.proto,
+        sport: case.sport,
+        dport: case.dport,
+    };
+    let (src, dst) = match (resolve(c, p, &case.from), resolve(c, p, &case.to)) {
+        (Ok(s), Ok(d)) if s.is_ipv4() == d.is_ipv4() => (s, d),
+        (Ok(_), Ok(_)) => {
+            return CaseResult { query: blank, got: "", decided_by: String::new(), pass: false, error: Some("`from` and `to` are of different address families".into()) }
+        }
+        (Err(e), _) | (_, Err(e)) => return CaseResult { query: blank, got: "", decided_by: String::new(), pass: false, error: Some(e) },
+    };
+    let query = FlowQuery { src, dst, ..blank };
+    let j = c.tables.judge(&query);
+    let got = verdict_word(j.decision.allows(), j.mode);
+    let by = decided_by(c, j.decision);
+    let pass = got == case.expect && case.rule.as_ref().is_none_or(|r| *r == by);
+    CaseResult { query, got, decided_by: by, pass, error: None }
+}
+
+/// `tcp/443`, `icmp 8/0`, ...
+pub fn describe_query(q: &FlowQuery) -> String {
+    match q.proto {
+        1 | 58 => format!("{} -> {} {} type {} code {}", q.src, q.dst, proto_name(q.proto), q.sport, q.dport),
+        p if has_ports(p) => format!("{}:{} -> {}:{} {}", q.src, q.sport, q.dst, q.dport, proto_name(p)),
+        p => format!("{} -> {} proto {}", q.src, q.dst, proto_name(p)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_a_case() {
+        let c = parse_cases("c.yaml", "cases:\n  - from: 198.18.1.1\n    to: web\n    port: 443\n    expect: deny\n").unwrap();
+        assert_eq!(c[0].from, Endpoint::Addr("198.18.1.1".parse().unwrap()));
+        assert_eq!(c[0].to, Endpoint::Identity("web".into()));
+        assert_eq!((c[0].proto, c[0].dport, c[0].sport), (6, 443, DEFAULT_SPORT));
+    }
+
+    #[test]
+    fn rejects_missing_port_for_tcp() {
+        let e = parse_cases("c.yaml", "cases:\n  - from: a\n    to: b\n    expect: deny\n").unwrap_err();
+        assert!(e.0[0].message.contains("`port`"), "{e}");
+        assert_eq!(e.0[0].loc.line, 2);
+    }
+
+    #[test]
+    fn rejects_bad_expect_and_unknown_field() {
+        let e = parse_cases("c.yaml", "cases:\n  - from: a\n    to: b\n    port: 1\n    expect: maybe\n    colour: red\n").unwrap_err();
+        assert_eq!(e.len(), 2);
+        assert!(e.0[0].message.contains("`allow`, `deny` or `would_deny`"));
+        assert!(e.0[1].message.contains("unknown field `colour`"));
+    }
+
+    #[test]
+    fn rejects_icmp_with_port_and_tcp_with_type() {
+        assert!(parse_cases("c", "cases:\n  - {from: a, to: b, protocol: icmp, port: 1, expect: deny}\n").is_err());
+        assert!(parse_cases("c", "cases:\n  - {from: a, to: b, protocol: tcp, port: 1, type: 8, expect: deny}\n").is_err());
+        let ok = parse_cases("c", "cases:\n  - {from: a, to: b, protocol: icmp, type: 8, code: 0, expect: allow}\n").unwrap();
+        assert_eq!((ok[0].proto, ok[0].sport, ok[0].dport), (1, 8, 0));
+    }
+
+    #[test]
+    fn rejects_empty_file() {
+        assert!(parse_cases("c", "").is_err());
+    }
+}

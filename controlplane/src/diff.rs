@@ -1,1 +1,232 @@
-//! stub
+//! `bulkhead policy diff OLD NEW`: which identity pairs and ports change verdict.
+//!
+//! Endpoints are the identities of either policy (matched by name) plus `world`; each is
+//! represented by one of its own addresses in each policy (so an identity that moved address is
+//! still compared as itself). Ports are split into the elementary intervals bounded by every port
+//! range either policy mentions, per protocol (tcp, udp, sctp; ICMP types; every other protocol
+//! number mentioned; and one protocol no rule names), so every distinct behaviour is probed once.
+//! Rows whose verdict (allow / deny / would_deny) differs are printed, adjacent port intervals
+//! with the same change merged. Source ports are not varied (rules match destination ports).
+//! Cidr selectors are compared through the identities and `world` address they cover.
+
+use crate::cases::representative;
+use crate::compile::CompiledPolicy;
+use crate::model::{proto_name, Policy, PortMatch, ANY_PORT};
+use crate::reference::verdict_word;
+use bulkhead_tables::{FlowQuery, WORLD};
+use std::collections::BTreeSet;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+/// Bound on evaluated (pair, port class) combinations, to keep the command interactive.
+pub const MAX_PROBES: usize = 20_000_000;
+
+/// One changed row.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Change {
+    pub from: String,
+    pub to: String,
+    pub proto: u8,
+    /// Destination port range (ICMP: type range).
+    pub ports: (u16, u16),
+    pub old: String,
+    pub new: String,
+}
+
+/// A probe: protocol and the ports of one elementary class.
+#[derive(Clone, Copy, Debug)]
+struct Class {
+    proto: u8,
+    lo: u16,
+    hi: u16,
+}
+
+fn port_matches(p: &Policy) -> Vec<PortMatch> {
+    let mut v: Vec<PortMatch> = p.rules.iter().flat_map(|r| r.ports.iter().copied()).collect();
+    for t in &p.acl_tiers {
+        for r in &t.rules {
+            v.push(PortMatch { proto: (r.proto.1 == 0xff).then_some(r.proto.0), sport: ANY_PORT, dport: r.dport });
+        }
+    }
+    v
+}
+
+fn classes(old: &Policy, new: &Policy) -> Vec<Class> {
+    let all: Vec<PortMatch> = port_matches(old).into_iter().chain(port_matches(new)).collect();
+    let mut out = Vec::new();
+    for proto in [6u8, 17, 132] {
+        let mut cuts: BTreeSet<u32> = [0u32, 65536].into_iter().collect();
+        for pm in all.iter().filter(|pm| pm.proto.is_none_or(|p| p == proto)) {
+            cuts.insert(u32::from(pm.dport.0));
+            cuts.insert(u32::from(pm.dport.1) + 1);
+        }
+        let cuts: Vec<u32> = cuts.into_iter().collect();
+        for w in cuts.windows(2) {
+            out.push(Class { proto, lo: w[0] as u16, hi: (w[1] - 1) as u16 });
+        }
+    }
+    for proto in [1u8, 58] {
+        let mut cuts: BTreeSet<u32> = [0u32, 256].into_iter().collect();
+        for pm in all.iter().filter(|pm| pm.proto == Some(proto)) {
+            cuts.insert(u32::from(pm.sport.0).min(256));
+            cuts.insert((u32::from(pm.sport.1) + 1).min(256));
+        }
+        let cuts: Vec<u32> = cuts.into_iter().collect();
+        for w in cuts.windows(2) {
+            out.push(Class { proto, lo: w[0] as u16, hi: (w[1] - 1) as u16 });
+        }
+    }
+    let mut others: BTreeSet<u8> = all.iter().filter_map(|pm| pm.proto).filter(|p| !matches!(p, 1 | 6 | 17 | 58 | 132)).collect();
+    others.insert((0..=255u8).find(|p| !matches!(p, 1 | 6 | 17 | 58 | 132) && !others.contains(p)).unwrap_or(47));
+    for proto in others {
+        out.push(Class { proto, lo: 0, hi: 0 });
+    }
+    out
+}
+
+/// An address of `world` in a policy, for one family.
+fn world_addr(c: &CompiledPolicy, v4: bool) -> Option<IpAddr> {
+    let cands: Vec<IpAddr> = if v4 {
+        [[203, 0, 113, 7], [192, 0, 2, 7], [198, 51, 100, 7], [100, 64, 0, 7], [1, 1, 1, 1], [255, 255, 255, 254]]
+            .into_iter()
+            .map(|o| IpAddr::V4(Ipv4Addr::from(o)))
+            .collect()
+    } else {
+        ["3fff::7", "2001:db8:ffff::7", "fd00::7", "ffff::7"].into_iter().filter_map(|s| s.parse::<Ipv6Addr>().ok()).map(IpAddr::V6).collect()
+    };
+    cands.into_iter().find(|a| c.tables.identities.lookup(*a) == WORLD)
+}
+
+/// Representative addresses of an endpoint name in one policy: (v4, v6).
+fn reps(p: &Policy, c: &CompiledPolicy, name: &str) -> (Option<IpAddr>, Option<IpAddr>) {
+    if name == "world" {
+        return (world_addr(c, true), world_addr(c, false));
+    }
+    let Some(idx) = p.identities.iter().position(|i| i.name == name) else { return (None, None) };
+    let mut v4 = None;
+    let mut v6 = None;
+    if let Some(a) = representative(c, p, idx) {
+        if a.is_ipv4() {
+            v4 = Some(a);
+        } else {
+            v6 = Some(a);
+        }
+    }
+    if v6.is_none() {
+        // Look for an IPv6 address too (representative prefers IPv4).
+        for (cidr, _) in &p.identities[idx].addresses {
+            if cidr.addr.is_ipv6() && c.atom_identity.get(c.tables.identities.lookup(cidr.addr) as usize).copied().flatten() == Some(idx as u32) {
+                v6 = Some(cidr.addr);
+                break;
+            }
+        }
+    }
+    (v4, v6)
+}
+
+/// Computes the changed rows. Endpoints missing from one policy are compared as `world` there
+/// (that is what their addresses become). Returns the rows and whether the probe limit cut it.
+pub fn diff(old: &Policy, oc: &CompiledPolicy, new: &Policy, nc: &CompiledPolicy) -> (Vec<Change>, bool) {
+    let mut names: Vec<String> = vec!["world".into()];
+    let mut seen = BTreeSet::new();
+    for i in old.identities.iter().chain(&new.identities) {
+        if seen.insert(i.name.clone()) {
+            names.push(i.name.clone());
+        }
+    }
+    let classes = classes(old, new);
+    let rep: Vec<[(Option<IpAddr>, Option<IpAddr>); 2]> = names
+        .iter()
+        .map(|n| {
+            let o = if old.identity(n).is_some() || n == "world" { reps(old, oc, n) } else { (None, None) };
+            let nn = if new.identity(n).is_some() || n == "world" { reps(new, nc, n) } else { (None, None) };
+            // Missing from one side: use the other side's address (it is world there).
+            [(o.0.or(nn.0), o.1.or(nn.1)), (nn.0.or(o.0), nn.1.or(o.1))]
+        })
+        .collect();
+    let mut out = Vec::new();
+    let mut probes = 0usize;
+    let mut truncated = false;
+    'outer: for (si, sname) in names.iter().enumerate() {
+        for (di, dname) in names.iter().enumerate() {
+            for fam in 0..2 {
+                let pick = |r: &(Option<IpAddr>, Option<IpAddr>)| if fam == 0 { r.0 } else { r.1 };
+                let (Some(os), Some(od), Some(ns), Some(nd)) =
+                    (pick(&rep[si][0]), pick(&rep[di][0]), pick(&rep[si][1]), pick(&rep[di][1]))
+                else {
+                    continue;
+                };
+                let mut pending: Option<Change> = None;
+                for cl in &classes {
+                    if (fam == 0 && cl.proto == 58) || (fam == 1 && cl.proto == 1) {
+                        continue;
+                    }
+                    probes += 1;
+                    if probes > MAX_PROBES {
+                        truncated = true;
+                        break 'outer;
+                    }
+                    let (sport, dport) = if matches!(cl.proto, 1 | 58) { (cl.lo, 0) } else { (49152, cl.lo) };
+                    let verdict = |c: &CompiledPolicy, s, d| {
+                        let j = c.tables.judge(&FlowQuery { src: s, dst: d, proto: cl.proto, sport, dport });
+                        verdict_word(j.decision.allows(), j.mode).to_string()
+                    };
+                    let (ov, nv) = (verdict(oc, os, od), verdict(nc, ns, nd));
+                    if ov == nv {
+                        out.extend(pending.take());
+                        continue;
+                    }
+                    match &mut pending {
+                        Some(pc) if pc.proto == cl.proto && pc.ports.1.wrapping_add(1) == cl.lo && pc.old == ov && pc.new == nv => {
+                            pc.ports.1 = cl.hi;
+                        }
+                        _ => {
+                            out.extend(pending.take());
+                            pending = Some(Change { from: sname.clone(), to: dname.clone(), proto: cl.proto, ports: (cl.lo, cl.hi), old: ov, new: nv });
+                        }
+                    }
+                }
+                out.extend(pending.take());
+            }
+        }
+    }
+    out.dedup();
+    (out, truncated)
+}
+
+/// Renders rows as an aligned table.
+pub fn render(rows: &[Change]) -> String {
+    let ports = |c: &Change| {
+        let r = if c.ports.0 == c.ports.1 { c.ports.0.to_string() } else { format!("{}-{}", c.ports.0, c.ports.1) };
+        match c.proto {
+            1 | 58 => format!("{} type {r}", proto_name(c.proto)),
+            6 | 17 | 132 if c.ports == (0, 65535) => format!("{}/any", proto_name(c.proto)),
+            6 | 17 | 132 => format!("{}/{r}", proto_name(c.proto)),
+            p => format!("proto {}", proto_name(p)),
+        }
+    };
+    let header = ["FROM", "TO", "TRAFFIC", "OLD", "NEW"];
+    let cells: Vec<[String; 5]> = rows.iter().map(|c| [c.from.clone(), c.to.clone(), ports(c), c.old.clone(), c.new.clone()]).collect();
+    let mut w = header.map(str::len);
+    for r in &cells {
+        for (i, s) in r.iter().enumerate() {
+            w[i] = w[i].max(s.len());
+        }
+    }
+    let mut out = String::new();
+    let line = |cols: [&str; 5]| {
+        let mut s = String::new();
+        for (i, c) in cols.iter().enumerate() {
+            if i + 1 == cols.len() {
+                s.push_str(c);
+            } else {
+                s.push_str(&format!("{c:<width$}  ", width = w[i]));
+            }
+        }
+        s.trim_end().to_string() + "\n"
+    };
+    out.push_str(&line(header));
+    for r in &cells {
+        out.push_str(&line([&r[0], &r[1], &r[2], &r[3], &r[4]]));
+    }
+    out
+}

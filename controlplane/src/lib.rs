@@ -10,6 +10,7 @@ pub mod cases;
 pub mod classbench;
 pub mod cli;
 pub mod compile;
+pub mod daemon;
 pub mod diag;
 pub mod diff;
 pub mod load;

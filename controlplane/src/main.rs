@@ -1,1 +1,30 @@
-fn main() {}
+//! `bulkhead`: the Bulkhead command line. This file only parses and dispatches; every verb lives
+//! in its own module under `bulkhead_control::cli`.
+
+use bulkhead_control::cli;
+use clap::{Parser, Subcommand};
+use std::process::ExitCode;
+
+#[derive(Debug, Parser)]
+#[command(name = "bulkhead", version, about = "Bulkhead zero-trust segmentation firewall")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Validate, test, trace and diff policy-as-code.
+    #[command(subcommand)]
+    Policy(cli::policy::PolicyCmd),
+    /// Work with classic ordered 5-tuple ACLs (ClassBench format).
+    #[command(subcommand)]
+    Acl(cli::acl::AclCmd),
+}
+
+fn main() -> ExitCode {
+    match Cli::parse().command {
+        Command::Policy(c) => cli::policy::run(c),
+        Command::Acl(c) => cli::acl::run(c),
+    }
+}

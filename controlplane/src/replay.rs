@@ -1129,9 +1129,10 @@ pub fn run(plan: ReplayPlan, opts: &RunOptions, out: &mut dyn Write) -> Result<S
         writeln!(out, "# replay {cap_name} ({:?}) with {label} (generation 1)", reader.format()).map_err(w)?;
         writeln!(out, "# {:>4}  {:<10}  {:<22}  {:<32}  gen  packet", "no.", "verdict", "reason", "rule").map_err(w)?;
     }
-    let mut io_err: Option<ReplayError> = None;
+    // The first output error, kept until the loop can return it.
+    let io_err: std::cell::RefCell<Option<ReplayError>> = std::cell::RefCell::new(None);
     let mut emit = |e: Event<'_>| {
-        if io_err.is_some() {
+        if io_err.borrow().is_some() {
             return;
         }
         let r = (|| -> Result<(), ReplayError> {
@@ -1162,7 +1163,7 @@ pub fn run(plan: ReplayPlan, opts: &RunOptions, out: &mut dyn Write) -> Result<S
             Ok(())
         })();
         if let Err(e) = r {
-            io_err = Some(e);
+            *io_err.borrow_mut() = Some(e);
         }
     };
     let mut read = 0u64;
@@ -1170,12 +1171,13 @@ pub fn run(plan: ReplayPlan, opts: &RunOptions, out: &mut dyn Write) -> Result<S
         let p = p.map_err(|message| ReplayError::Capture { path: cap_name.clone(), packets: read, message })?;
         read += 1;
         rp.packet(p.ts_ns, p.orig_len, p.data, &mut emit)?;
-        if let Some(e) = io_err.take() {
+        if let Some(e) = io_err.borrow_mut().take() {
             return Err(e);
         }
     }
     let summary = rp.finish(&mut emit);
-    if let Some(e) = io_err.take() {
+    drop(emit);
+    if let Some(e) = io_err.into_inner() {
         return Err(e);
     }
     if json {

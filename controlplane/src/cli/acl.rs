@@ -1,0 +1,73 @@
+//! `bulkhead acl match --rules FILE --trace FILE`: which ACL line matches each header.
+//!
+//! The ClassBench rules become one ordered classifier tier (priority = line order, first match
+//! wins) built with the same `ClassifierBuilder` the dataplane uses; each trace header is
+//! classified and the 0-based index of the first matching rule (or -1) printed, one per line.
+
+use crate::classbench::{parse_rules, parse_trace};
+use crate::cli::fail;
+use crate::diag::{Diagnostics, Loc};
+use bulkhead_tables::ClassifierBuilder;
+use clap::{Args, Subcommand};
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+#[derive(Debug, Subcommand)]
+pub enum AclCmd {
+    /// Print, per trace header, the 0-based index of the first matching rule, or -1.
+    Match(MatchArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct MatchArgs {
+    /// ClassBench rule file (`@src/len dst/len sp : sp dp : dp proto/mask flags/mask`).
+    #[arg(long)]
+    pub rules: PathBuf,
+    /// ClassBench trace file (`src dst sport dport proto ...`, decimal).
+    #[arg(long)]
+    pub trace: PathBuf,
+}
+
+pub fn run(cmd: AclCmd) -> ExitCode {
+    match cmd {
+        AclCmd::Match(a) => match_cmd(&a),
+    }
+}
+
+fn read(p: &PathBuf) -> Result<(Arc<str>, String), Diagnostics> {
+    let name: Arc<str> = Arc::from(p.display().to_string());
+    std::fs::read_to_string(p).map(|t| (Arc::clone(&name), t)).map_err(|e| Diagnostics::single(&Loc::file(&name), format!("cannot read: {e}")))
+}
+
+fn match_cmd(a: &MatchArgs) -> ExitCode {
+    let run = || -> Result<(), Diagnostics> {
+        let (rf, rt) = read(&a.rules)?;
+        let (tf, tt) = read(&a.trace)?;
+        let rules = parse_rules(&rf, &rt)?;
+        let keys = parse_trace(&tf, &tt)?;
+        let mut b = ClassifierBuilder::new();
+        for (r, _) in rules {
+            b.push(r);
+        }
+        let cls = b.build();
+        let out = std::io::stdout();
+        let mut w = std::io::BufWriter::new(out.lock());
+        for k in &keys {
+            let r = match cls.classify(k) {
+                Some(i) => writeln!(w, "{i}"),
+                None => writeln!(w, "-1"),
+            };
+            if r.is_err() {
+                return Ok(()); // stdout closed (e.g. piped into head): stop quietly
+            }
+        }
+        let _ = w.flush();
+        Ok(())
+    };
+    match run() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(d) => fail(&d),
+    }
+}

@@ -1,0 +1,215 @@
+//! `bulkhead policy {check,test,trace,diff}`.
+
+use crate::cases::{describe_query, parse_cases, run_case};
+use crate::cli::fail;
+use crate::compile::{compile, CompiledPolicy};
+use crate::diag::{Diagnostics, Loc};
+use crate::model::{parse_proto, Policy};
+use crate::{diff, load, trace};
+use bulkhead_tables::FlowQuery;
+use clap::{Args, Subcommand};
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(Debug, Subcommand)]
+pub enum PolicyCmd {
+    /// Validate policy files or directories; exit 0 when clean, 1 with positioned errors.
+    Check(CheckArgs),
+    /// Run a cases file (expected verdicts) against a policy; exit 1 on any failure.
+    Test(TestArgs),
+    /// Explain the verdict for one flow: identities, matching rules, what decided, the mode.
+    Trace(TraceArgs),
+    /// Show which identity pairs and ports change verdict between two policies.
+    Diff(DiffArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    /// Policy files or directories (directories are read recursively: *.yaml, *.yml).
+    #[arg(required = true)]
+    pub paths: Vec<PathBuf>,
+    /// Also print compile statistics (sizes, timings, estimated memory).
+    #[arg(long)]
+    pub stats: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct TestArgs {
+    /// Policy files or directories.
+    #[arg(required = true)]
+    pub paths: Vec<PathBuf>,
+    /// The cases file (YAML list of flows with their expected verdicts).
+    #[arg(long)]
+    pub cases: PathBuf,
+    /// Print every case, not only failures.
+    #[arg(long, short)]
+    pub verbose: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct TraceArgs {
+    /// Policy file or directory (repeatable).
+    #[arg(long = "policy", required = true)]
+    pub policy: Vec<PathBuf>,
+    /// Source address (the side that opens the connection).
+    #[arg(long)]
+    pub from: IpAddr,
+    /// Destination address.
+    #[arg(long)]
+    pub to: IpAddr,
+    /// tcp, udp, sctp, icmp, icmpv6, or a protocol number.
+    #[arg(long, default_value = "tcp")]
+    pub proto: String,
+    /// Destination port (tcp, udp, sctp).
+    #[arg(long, default_value_t = 0)]
+    pub dport: u16,
+    /// Source port.
+    #[arg(long, default_value_t = crate::cases::DEFAULT_SPORT)]
+    pub sport: u16,
+    /// ICMP type.
+    #[arg(long = "type", default_value_t = 0)]
+    pub icmp_type: u8,
+    /// ICMP code.
+    #[arg(long, default_value_t = 0)]
+    pub code: u8,
+}
+
+#[derive(Debug, Args)]
+pub struct DiffArgs {
+    /// The current policy (file or directory).
+    pub old: PathBuf,
+    /// The proposed policy (file or directory).
+    pub new: PathBuf,
+}
+
+pub fn run(cmd: PolicyCmd) -> ExitCode {
+    match cmd {
+        PolicyCmd::Check(a) => check(&a),
+        PolicyCmd::Test(a) => test(&a),
+        PolicyCmd::Trace(a) => trace_cmd(&a),
+        PolicyCmd::Diff(a) => diff_cmd(&a),
+    }
+}
+
+/// Loads and compiles; the one path every subcommand uses.
+pub fn load_and_compile(paths: &[PathBuf]) -> Result<(Policy, CompiledPolicy), Diagnostics> {
+    let p = load::load_paths(paths)?;
+    let c = compile(&p, 1)?;
+    Ok((p, c))
+}
+
+fn check(a: &CheckArgs) -> ExitCode {
+    match load_and_compile(&a.paths) {
+        Err(d) => fail(&d),
+        Ok((p, c)) => {
+            let s = &c.stats;
+            println!(
+                "ok: {} identities ({} prefixes), {} rules, {} ACL tiers ({} lines) -> {} classifier entries in {} tiers",
+                p.identities.len(),
+                p.identities.iter().map(|i| i.addresses.len()).sum::<usize>(),
+                p.rules.len(),
+                p.acl_tiers.len(),
+                s.acl_rules,
+                s.entries.iter().sum::<usize>(),
+                s.entries.len()
+            );
+            if a.stats {
+                println!("identity ids (atoms): {}", s.atoms);
+                println!("lpm prefixes:         {}", s.prefixes);
+                println!("entries per tier:     {:?}", s.entries);
+                println!("resolve selectors:    {:.3} ms", s.resolve_time.as_secs_f64() * 1e3);
+                println!("build classifiers:    {:.3} ms", s.classifier_time.as_secs_f64() * 1e3);
+                println!("build lpm:            {:.3} ms", s.lpm_time.as_secs_f64() * 1e3);
+                println!("compile total:        {:.3} ms", s.total_time.as_secs_f64() * 1e3);
+                println!("estimated memory:     {:.1} KiB", s.estimated_bytes as f64 / 1024.0);
+            }
+            ExitCode::SUCCESS
+        }
+    }
+}
+
+fn test(a: &TestArgs) -> ExitCode {
+    let (p, c) = match load_and_compile(&a.paths) {
+        Ok(x) => x,
+        Err(d) => return fail(&d),
+    };
+    let file = a.cases.display().to_string();
+    let text = match std::fs::read_to_string(&a.cases) {
+        Ok(t) => t,
+        Err(e) => return fail(&Diagnostics::single(&Loc::file(&file), format!("cannot read: {e}"))),
+    };
+    let cases = match parse_cases(&file, &text) {
+        Ok(c) => c,
+        Err(d) => return fail(&d),
+    };
+    let mut failed = 0usize;
+    for case in &cases {
+        let r = run_case(&c, &p, case);
+        let label = case.name.clone().unwrap_or_else(|| format!("{} -> {}", case.from, case.to));
+        if let Some(e) = &r.error {
+            failed += 1;
+            eprintln!("{}: error: case `{label}`: {e}", case.loc);
+        } else if !r.pass {
+            failed += 1;
+            let rule = case.rule.as_ref().map_or(String::new(), |x| format!(" by {x}"));
+            eprintln!(
+                "{}: FAIL {label}: {}: expected {}{rule}, got {} (decided by {})",
+                case.loc,
+                describe_query(&r.query),
+                case.expect,
+                r.got,
+                r.decided_by
+            );
+        } else if a.verbose {
+            println!("{}: ok {label}: {} -> {} (decided by {})", case.loc, describe_query(&r.query), r.got, r.decided_by);
+        }
+    }
+    println!("{} passed, {} failed", cases.len() - failed, failed);
+    if failed == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    }
+}
+
+fn trace_cmd(a: &TraceArgs) -> ExitCode {
+    let Some(Some(proto)) = parse_proto(&a.proto) else {
+        eprintln!("error: --proto: expected tcp, udp, sctp, icmp, icmpv6 or a protocol number 0-255, found `{}`", a.proto);
+        return ExitCode::from(2);
+    };
+    if a.from.is_ipv4() != a.to.is_ipv4() {
+        eprintln!("error: --from and --to must be of the same address family");
+        return ExitCode::from(2);
+    }
+    let (p, c) = match load_and_compile(&a.policy) {
+        Ok(x) => x,
+        Err(d) => return fail(&d),
+    };
+    let (sport, dport) = if matches!(proto, 1 | 58) { (u16::from(a.icmp_type), u16::from(a.code)) } else { (a.sport, a.dport) };
+    let q = FlowQuery { src: a.from, dst: a.to, proto, sport, dport };
+    print!("{}", trace::explain(&p, &c, &q));
+    ExitCode::SUCCESS
+}
+
+fn diff_cmd(a: &DiffArgs) -> ExitCode {
+    let old = match load_and_compile(std::slice::from_ref(&a.old)) {
+        Ok(x) => x,
+        Err(d) => return fail(&d),
+    };
+    let new = match load_and_compile(std::slice::from_ref(&a.new)) {
+        Ok(x) => x,
+        Err(d) => return fail(&d),
+    };
+    let (rows, truncated) = diff::diff(&old.0, &old.1, &new.0, &new.1);
+    if rows.is_empty() {
+        println!("no verdict changes");
+    } else {
+        print!("{}", diff::render(&rows));
+        println!("{} changes", rows.len());
+    }
+    if truncated {
+        eprintln!("warning: stopped after {} probes; the table is incomplete", diff::MAX_PROBES);
+    }
+    ExitCode::SUCCESS
+}
