@@ -39,6 +39,16 @@ pub fn now_ns() -> u64 {
     START.get_or_init(Instant::now).elapsed().as_nanos() as u64
 }
 
+/// Nanoseconds the calling thread has spent on a CPU (first field of
+/// /proc/thread-self/schedstat), or `None` where the kernel does not provide it.
+///
+/// Rates computed from on-CPU time stay meaningful on a shared machine: time the thread spent
+/// preempted by other processes is not charged to it.
+pub fn thread_cpu_ns() -> Option<u64> {
+    let s = std::fs::read_to_string("/proc/thread-self/schedstat").ok()?;
+    s.split_whitespace().next()?.parse().ok()
+}
+
 /// Human-readable counts for case names: 1000 -> "1k", 1_000_000 -> "1M".
 pub fn short_count(n: usize) -> String {
     if n >= 1_000_000 && (n / 1_000_000) * 1_000_000 == n {
@@ -68,6 +78,17 @@ mod tests {
         record_n(&mut h, 0, 2);
         record_n(&mut h, u64::MAX, 1);
         assert_eq!(h.len(), 3);
+    }
+
+    #[test]
+    fn thread_cpu_time_advances_with_work() {
+        let a = thread_cpu_ns().unwrap();
+        let mut x = 0u64;
+        for i in 0..5_000_000u64 {
+            x = std::hint::black_box(x.wrapping_mul(31).wrapping_add(i));
+        }
+        let b = thread_cpu_ns().unwrap();
+        assert!(b > a);
     }
 
     #[test]

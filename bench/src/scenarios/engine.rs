@@ -32,6 +32,9 @@ pub struct WorkerRun {
     pub packets: u64,
     pub passed: u64,
     pub seconds: f64,
+    /// Seconds the worker thread was actually on a CPU during the timed section (None where the
+    /// kernel does not report it).
+    pub cpu_seconds: Option<f64>,
     /// Handshake frames that passed during setup (3 per flow expected).
     pub setup_passed: u64,
     pub setup_frames: u64,
@@ -105,6 +108,7 @@ pub fn run_worker(
     let steady = Arc::new(LatencyRecorder::new());
 
     start.wait();
+    let cpu0 = crate::util::thread_cpu_ns();
     let mut packets = 0u64;
     let mut passed = 0u64;
     let t0 = Instant::now();
@@ -128,10 +132,15 @@ pub fn run_worker(
         }
     }
     let seconds = t0.elapsed().as_secs_f64();
+    let cpu_seconds = match (cpu0, crate::util::thread_cpu_ns()) {
+        (Some(a), Some(b)) if b > a => Some((b - a) as f64 / 1e9),
+        _ => None,
+    };
     WorkerRun {
         packets,
         passed,
         seconds,
+        cpu_seconds,
         setup_passed,
         setup_frames,
         counters: w.counters().snapshot(),
@@ -200,8 +209,21 @@ pub fn run(s: &Settings) -> Report {
                 .extra("pass %", pct(passed, packets))
                 .extra("handshake pass %", pct(setup_passed, setup_frames));
             m.latency = Some(Percentiles::of(&h));
-            let mpps = m.mpps.unwrap_or(0.0);
-            m = m.extra("Mpps/core", mpps / workers as f64);
+            let wall_mpps = m.mpps.unwrap_or(0.0);
+            // Per core: packets per second of on-CPU time, summed over workers, so that time a
+            // worker spent preempted by other processes on a shared host is not charged to it.
+            let cpu: Option<f64> = runs.iter().map(|r| r.cpu_seconds).sum();
+            let mpps_core = match cpu {
+                Some(c) if c > 0.0 => {
+                    m.ns_per_packet = Some(c * 1e9 / packets.max(1) as f64);
+                    m = m.extra("on-CPU %", 100.0 * c / (wall * workers as f64));
+                    packets as f64 / c / 1e6
+                }
+                _ => wall_mpps / workers as f64,
+            };
+            m = m.extra("Mpps/core", mpps_core);
+            // Scaling and totals: what `workers` dedicated cores would do.
+            let mpps = mpps_core * workers as f64;
             if passed != packets {
                 m = m.note(format!("{} of {packets} established frames were not passed", packets - passed));
             }
