@@ -324,11 +324,12 @@ impl Worker {
         let Some(s) = slot else {
             return self.open(now, tables, info, key, hash, from_a, len);
         };
-        if tcp && info.tcp_flags & (SYN | ACK) == SYN {
-            if self.table.get(s).is_some_and(|f| f.state == st::TIME_WAIT || f.state == st::CLOSED) {
-                self.remove_flow(now, tables, s, Removal::Closed);
-                return self.open(now, tables, info, key, hash, from_a, len);
-            }
+        if tcp
+            && info.tcp_flags & (SYN | ACK) == SYN
+            && self.table.get(s).is_some_and(|f| f.state == st::TIME_WAIT || f.state == st::CLOSED)
+        {
+            self.remove_flow(now, tables, s, Removal::Closed);
+            return self.open(now, tables, info, key, hash, from_a, len);
         }
         if let Some(v) = self.revalidate(now, tables, s) {
             return v;
