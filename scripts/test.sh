@@ -10,6 +10,6 @@ fi
 echo "== cargo fmt --check"
 cargo fmt --all -- --check
 echo "== cargo clippy"
-cargo clippy --workspace --all-targets --locked -- -D warnings
+cargo clippy --workspace --all-targets -- -D warnings
 echo "== cargo test"
-cargo test --workspace --locked
+cargo test --workspace
