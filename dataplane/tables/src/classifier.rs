@@ -28,11 +28,14 @@
 //!   hashed by them and the final five-field check decides. No range is ever split, so a rule costs
 //!   exactly one entry whatever its shape. Protocol length = leading ones of the mask.
 //! - **Table choice** (insert): among existing tables whose tuple is componentwise <= the rule's,
-//!   the most specific one whose bucket for this rule still holds fewer than `COLLISION_LIMIT` rules;
-//!   if none, a new table with the rule's *relaxed* tuple (address lengths rounded down to a
-//!   multiple of `ADDR_STEP`, ports exact-or-wildcard, protocol exact-or-wildcard), and failing that
-//!   the rule's exact tuple. Build inserts rules in priority order, so high-priority rules shape
-//!   the first tables.
+//!   the most specific one whose bucket for this rule still holds fewer than `collision_limit` (16)
+//!   rules. If none has room, a new table, trying ever more specific tuples until the bucket has
+//!   room: first the rule's address lengths rounded down to a multiple of 8 with ports and protocol
+//!   not hashed at all (the five-field check does them), then with exact ports/protocol hashed, then
+//!   addresses rounded to a multiple of 4, then the rule's own tuple. Build inserts rules in
+//!   priority order, so high-priority rules shape the first tables. (Tuning on ClassBench 10k/100k:
+//!   hashing ports in the coarse tables tripled the probes on fw1 and ipc1; rounding addresses to 16
+//!   bits cut probes on acl1 but lengthened collision lists elsewhere.)
 //! - **Priority order and early termination.** Each bucket is a singly linked list of rules sorted
 //!   by rank `(priority, id)`; each table knows a lower bound of the best rank it holds, and tables
 //!   are searched in that order. A lookup stops as soon as the next table cannot hold a better rule
@@ -146,7 +149,14 @@ impl ClassifierBuilder {
     }
 
     pub fn build(self) -> Classifier {
+        self.build_tuned(Tuning::default())
+    }
+
+    /// Builds with non-default tuning knobs (for experiments and benchmarks).
+    #[doc(hidden)]
+    pub fn build_tuned(self, tuning: Tuning) -> Classifier {
         let mut c = Classifier::with_capacity(self.rules.len());
+        c.tuning = tuning;
         for r in &self.rules {
             c.slots.push(Slot::new(r));
             c.table_of.push(DEAD);
@@ -160,10 +170,25 @@ impl ClassifierBuilder {
     }
 }
 
-/// At most this many rules share one bucket before a more specific table is used.
-const COLLISION_LIMIT: u32 = 8;
-/// New tables round address lengths down to a multiple of this.
-const ADDR_STEP: u8 = 4;
+/// Knobs of the table-choice heuristic.
+#[doc(hidden)]
+#[derive(Clone, Copy, Debug)]
+pub struct Tuning {
+    /// At most this many rules share one bucket before a more specific table is used.
+    pub collision_limit: u32,
+    /// New tables round address lengths down to a multiple of this.
+    pub addr_step: u8,
+    /// New tables hash ports and protocol only when exact (false: never, the rule check does it).
+    pub exact_ports: bool,
+    /// Prefer the fitting table searched first (best rank) instead of the most specific one.
+    pub first_fit: bool,
+}
+
+impl Default for Tuning {
+    fn default() -> Self {
+        Self { collision_limit: 16, addr_step: 8, exact_ports: false, first_fit: false }
+    }
+}
 /// End of a bucket list.
 const NIL: u32 = u32::MAX;
 /// `table_of` value of a removed rule (or one not yet placed).
@@ -268,15 +293,26 @@ impl Tuple {
             + u32::from(self.proto)
     }
 
-    /// The tuple a new table gets for a rule: coarser, so later rules can share it.
-    fn relaxed(&self) -> Tuple {
-        Tuple {
-            src: self.src - self.src % ADDR_STEP,
-            dst: self.dst - self.dst % ADDR_STEP,
+    /// The tuples a new table may get for a rule, coarsest first (so later rules can share it),
+    /// ending with the rule's own tuple.
+    fn relaxations(&self, t: &Tuning) -> [Tuple; 4] {
+        let step = |l: u8, s: u8| l - l % s.max(1);
+        let coarse = Tuple {
+            src: step(self.src, t.addr_step),
+            dst: step(self.dst, t.addr_step),
+            sport: if t.exact_ports && self.sport == 16 { 16 } else { 0 },
+            dport: if t.exact_ports && self.dport == 16 { 16 } else { 0 },
+            proto: if t.exact_ports && self.proto == 8 { 8 } else { 0 },
+        };
+        let ports = Tuple {
             sport: if self.sport == 16 { 16 } else { 0 },
             dport: if self.dport == 16 { 16 } else { 0 },
             proto: if self.proto == 8 { 8 } else { 0 },
-        }
+            ..coarse
+        };
+        let finer =
+            Tuple { src: step(self.src, t.addr_step / 2), dst: step(self.dst, t.addr_step / 2), ..ports };
+        [coarse, ports, finer, *self]
     }
 
     fn masks(&self) -> Masks {
@@ -380,6 +416,7 @@ pub struct Classifier {
     order: Vec<u32>,
     by_tuple: HashMap<Tuple, u32>,
     live: usize,
+    tuning: Tuning,
 }
 
 impl std::fmt::Debug for Classifier {
@@ -407,6 +444,7 @@ impl Classifier {
             order: Vec::new(),
             by_tuple: HashMap::new(),
             live: 0,
+            tuning: Tuning::default(),
         }
     }
 
@@ -452,6 +490,49 @@ impl Classifier {
 
     pub fn is_empty(&self) -> bool {
         self.live == 0
+    }
+
+    /// Search statistics for one key: (tables probed, bucket hits, list nodes checked).
+    #[doc(hidden)]
+    pub fn probe_stats(&self, key: &ClassifierKey) -> (u32, u32, u32) {
+        let (mut tables, mut hits, mut nodes) = (0, 0, 0);
+        let mut best = u64::MAX;
+        for &ti in &self.order {
+            let t = &self.tables[ti as usize];
+            if t.min_rank >= best {
+                break;
+            }
+            tables += 1;
+            let Some(&head) = t.buckets.get(&t.masks.hash_key(key)) else { continue };
+            hits += 1;
+            let mut i = head;
+            while i != NIL {
+                let s = &self.slots[i as usize];
+                let r = rank(s.priority, i);
+                if r >= best {
+                    break;
+                }
+                nodes += 1;
+                if s.matches(key) {
+                    best = r;
+                    break;
+                }
+                i = s.next;
+            }
+        }
+        (tables, hits, nodes)
+    }
+
+    /// Bucket list lengths of every table, for tuning.
+    #[doc(hidden)]
+    pub fn bucket_lengths(&self) -> Vec<u32> {
+        let mut v = Vec::new();
+        for &ti in &self.order {
+            for &h in self.tables[ti as usize].buckets.values() {
+                v.push(self.list_len(Some(h)));
+            }
+        }
+        v
     }
 
     /// Number of non-empty tuple tables (each lookup probes at most this many).
@@ -568,11 +649,13 @@ impl Classifier {
                 candidates.push((t.tuple.specificity(), ti));
             }
         }
-        candidates.sort_unstable_by(|a, b| b.cmp(a));
+        if !self.tuning.first_fit {
+            candidates.sort_by_key(|c| std::cmp::Reverse(c.0));
+        }
         for &(_, ti) in &candidates {
             let t = &self.tables[ti as usize];
             let h = t.masks.hash_rule(&slot);
-            if self.list_len(t.buckets.get(&h).copied()) < COLLISION_LIMIT {
+            if self.list_len(t.buckets.get(&h).copied()) < self.tuning.collision_limit {
                 chosen = Some(ti);
                 break;
             }
@@ -580,15 +663,18 @@ impl Classifier {
         let ti = match chosen {
             Some(ti) => ti,
             None => {
-                let relaxed = tup.relaxed();
-                let ti = self.table_for(relaxed);
-                let t = &self.tables[ti as usize];
-                let h = t.masks.hash_rule(&slot);
-                if self.list_len(t.buckets.get(&h).copied()) < COLLISION_LIMIT || relaxed == tup {
-                    ti
-                } else {
-                    self.table_for(tup)
+                // Ever more specific new tables until one has room for this rule's bucket.
+                let mut ti = u32::MAX;
+                for cand in tup.relaxations(&self.tuning) {
+                    let t = self.table_for(cand);
+                    let tb = &self.tables[t as usize];
+                    let h = tb.masks.hash_rule(&slot);
+                    ti = t;
+                    if self.list_len(tb.buckets.get(&h).copied()) < self.tuning.collision_limit {
+                        break;
+                    }
                 }
+                ti
             }
         };
         self.link(id, ti);

@@ -1,7 +1,7 @@
 //! Property tests: the tuple-space classifier agrees with the linear reference on random rule sets,
 //! including ranges that are not prefixes, wildcards, equal priorities and insert/remove sequences.
 
-use bulkhead_tables::classifier::reference_classify;
+use bulkhead_tables::classifier::{reference_classify, Tuning};
 use bulkhead_tables::{ClassifierBuilder, ClassifierKey, ClassifierRule, RuleId};
 use proptest::prelude::*;
 
@@ -122,10 +122,15 @@ proptest! {
         for r in &rules {
             b.push(*r);
         }
+        // A tiny collision limit forces every relaxation step and many tables.
+        let tight = Tuning { collision_limit: 1, addr_step: 8, exact_ports: false, first_fit: false };
+        let c2 = b.clone().build_tuned(tight);
         let c = b.build();
         prop_assert_eq!(c.len(), rules.len());
         for k in keys_for(&rules, &extra) {
-            prop_assert_eq!(c.classify(&k), reference_classify(&rules, &k), "key {:?}", k);
+            let want = reference_classify(&rules, &k);
+            prop_assert_eq!(c.classify(&k), want, "key {:?}", k);
+            prop_assert_eq!(c2.classify(&k), want, "tight tuning, key {:?}", k);
         }
     }
 
