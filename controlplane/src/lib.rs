@@ -17,6 +17,7 @@ pub mod load;
 pub mod model;
 pub mod parse;
 pub mod reference;
+pub mod replay;
 pub mod trace;
 pub mod yaml;
 
