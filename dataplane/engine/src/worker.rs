@@ -7,7 +7,7 @@
 //! 2. find each packet's candidate record by tag and load it;
 //! 3. judge each packet in order (the real lookup now hits the cache).
 //!
-//! Choices made where DESIGN.md is silent (also in the README's engine section):
+//! Choices made where DESIGN.md is silent:
 //! - TCP flags: the valid combinations are Linux conntrack's (`tcp_valid_flags`), ignoring PSH,
 //!   ECE and CWR: SYN, SYN+URG, SYN+ACK, RST, RST+ACK, FIN+ACK, FIN+ACK+URG, ACK, ACK+URG.
 //!   Anything else drops as `invalid_tcp_flags` and creates or refreshes no state.
