@@ -323,3 +323,20 @@ fn flows_listing_filters_and_limits() {
     assert_eq!((f.src_identity, f.dst_identity, f.packets), (CLIENT, SERVER, 3));
     assert!(f.replied);
 }
+
+#[test]
+fn ipv6_tcp_handshake_and_reply_direction() {
+    let t = web_policy(1);
+    let mut h = Harness::new();
+    let (c, s) = (client6(), server6());
+    assert_eq!(h.send(&t, &seg(c, s, 40000, 80, tcp::SYN, 100, 0)), Verdict::Pass);
+    assert_eq!(h.send(&t, &seg(s, c, 80, 40000, tcp::SYN_ACK, 5000, 101)), Verdict::Pass);
+    assert_eq!(h.send(&t, &seg(c, s, 40000, 80, tcp::ACK, 101, 5001)), Verdict::Pass);
+    assert_eq!(state_of(&h, 40000), Some(TcpStateName::Established));
+    assert_eq!(h.send(&t, &seg(s, c, 80, 40001, tcp::SYN, 1, 0)), drop_(DropReason::DefaultDeny));
+    // The same ports over IPv4 are another flow.
+    assert_eq!(
+        h.send(&t, &seg(server(), client(), 80, 40000, tcp::ACK, 5001, 101)),
+        drop_(DropReason::DefaultDeny)
+    );
+}
