@@ -32,6 +32,7 @@ use xsk_rs::config::{BindFlags, FrameSize, LibxdpFlags, QueueSize, SocketConfig,
 use xsk_rs::{CompQueue, FillQueue, FrameDesc, RxQueue, Socket, TxQueue, Umem};
 
 use crate::error::XdpError;
+use crate::handoff::{Handoff, Mailbox};
 use crate::prog::XdpProgram;
 
 /// Largest batch the loop handles at once (sizes the on-stack arrays).
@@ -185,6 +186,15 @@ pub struct WorkerStats {
     pub idle_sleeps: AtomicU64,
     /// Times the fill ring of a side could not be refilled for lack of free frames.
     pub fill_starved: AtomicU64,
+    /// Software steering: frames this worker received and handed to the worker that owns their
+    /// flow. They are counted in `rx_packets` here, and in `forwarded`/`dropped` here when the
+    /// owner's verdict comes back (this worker transmits them).
+    pub handed_off: AtomicU64,
+    /// Software steering: frames dropped because their owner already had `handoff_ring` frames of
+    /// this worker to judge (owner saturated). Counted in `rx_packets`, not in `dropped`.
+    pub handoff_full: AtomicU64,
+    /// Software steering: frames this worker judged on behalf of the worker that received them.
+    pub handoffs_judged: AtomicU64,
 }
 
 impl WorkerStats {
@@ -325,11 +335,26 @@ impl QueuePair {
     }
 
     /// Forwards until `stop` is set. Returns after at most about `idle_poll_ms` once it is.
+    /// Judges every frame its queues receive itself (no steering).
     pub fn run<P: PacketProcessor + ?Sized>(&mut self, stop: &AtomicBool, processor: &mut P) {
+        self.run_inner(stop, processor, None);
+    }
+
+    /// A handle on this pair's UMEM, for owners that read frames handed to them.
+    pub(crate) fn umem_handle(&self) -> Umem {
+        self.umem.clone()
+    }
+
+    /// The forwarding loop; with a mailbox, frames owned by other workers are handed to them and
+    /// their verdicts applied when they come back, and frames handed to this worker are judged.
+    pub(crate) fn run_inner<P: PacketProcessor + ?Sized>(
+        &mut self,
+        stop: &AtomicBool,
+        processor: &mut P,
+        mut mailbox: Option<&mut Mailbox>,
+    ) {
         let batch = self.cfg.batch;
-        let ring_size = self.cfg.ring_size;
         let mut rx_descs = [FrameDesc::default(); MAX_BATCH];
-        let mut tx_descs = [FrameDesc::default(); MAX_BATCH];
         let mut forward = [false; MAX_BATCH];
         let mut idle_iterations: u32 = 0;
         let mut last_housekeeping = 0u64;
@@ -351,57 +376,73 @@ impl QueuePair {
                 burst_ended[tx_i] = n < batch;
 
                 let mut bytes = 0u64;
+                let mut local = n;
+                if let Some(mb) = mailbox.as_deref_mut() {
+                    // Steering: keep the frames this worker owns (compacted in place, in order),
+                    // lend the others to their owners.
+                    local = 0;
+                    let (mut handed, mut full) = (0u64, 0u64);
+                    for i in 0..n {
+                        let desc = rx_descs[i];
+                        // SAFETY: as below; the slice is dropped before the frame is lent out.
+                        let data = unsafe { self.umem.data(&desc) }.contents();
+                        bytes += data.len() as u64;
+                        let owner = mb.steer.owner(data) as usize;
+                        if owner == mb.id {
+                            rx_descs[local] = desc;
+                            local += 1;
+                        } else if mb.hand(owner, desc, from) {
+                            handed += 1;
+                        } else {
+                            self.free.push(desc);
+                            full += 1;
+                        }
+                    }
+                    mb.publish();
+                    self.stats.handed_off.fetch_add(handed, Ordering::Relaxed);
+                    if full > 0 {
+                        self.stats.handoff_full.fetch_add(full, Ordering::Relaxed);
+                    }
+                }
+                let st = self.stats.direction(from);
+                st.rx_packets.fetch_add(n as u64, Ordering::Relaxed);
+
                 let mut frames: [&[u8]; MAX_BATCH] = [&[]; MAX_BATCH];
-                for (slot, desc) in frames.iter_mut().zip(&rx_descs[..n]) {
+                for (slot, desc) in frames.iter_mut().zip(&rx_descs[..local]) {
                     // SAFETY: `desc` came from this UMEM's RX ring and is owned by us until we put
                     // it on a ring again; nothing writes the frame while `frames` lives.
                     let data = unsafe { self.umem.data(desc) };
                     *slot = data.contents();
-                    bytes += slot.len() as u64;
+                    if mailbox.is_none() {
+                        bytes += slot.len() as u64;
+                    }
                 }
-                let verdicts = &mut forward[..n];
+                st.rx_bytes.fetch_add(bytes, Ordering::Relaxed);
+                if local == 0 {
+                    continue;
+                }
+                let verdicts = &mut forward[..local];
                 verdicts.fill(false);
-                processor.process(now, from, &frames[..n], verdicts);
-
+                processor.process(now, from, &frames[..local], verdicts);
+                let mut fwd = [FrameDesc::default(); MAX_BATCH];
                 let mut t = 0usize;
-                let mut dropped = 0u64;
-                for (desc, fwd) in rx_descs[..n].iter().zip(verdicts.iter()) {
-                    if *fwd {
-                        tx_descs[t] = *desc;
+                for (desc, v) in rx_descs[..local].iter().zip(verdicts.iter()) {
+                    if *v {
+                        fwd[t] = *desc;
                         t += 1;
                     } else {
                         self.free.push(*desc);
-                        dropped += 1;
                     }
                 }
-                let sent = self.transmit(tx_i, &tx_descs[..t], now);
-                for desc in &tx_descs[sent..t] {
-                    self.free.push(*desc);
-                }
-
-                let st = self.stats.direction(from);
-                st.rx_packets.fetch_add(n as u64, Ordering::Relaxed);
-                st.rx_bytes.fetch_add(bytes, Ordering::Relaxed);
-                st.forwarded.fetch_add(sent as u64, Ordering::Relaxed);
-                st.dropped.fetch_add(dropped, Ordering::Relaxed);
-                if sent < t {
-                    st.tx_ring_full.fetch_add((t - sent) as u64, Ordering::Relaxed);
-                }
+                self.send_judged(from, &fwd[..t], (local - t) as u64, now);
             }
 
-            // Kick TX where frames wait: a full batch, an ended burst, or the flush timer.
-            for (i, ended) in burst_ended.iter().enumerate() {
-                let port = &mut self.ports[i];
-                let queued = ring_size - port.tx.nb_free_exact();
-                if queued > 0
-                    && (queued as usize >= batch
-                        || *ended
-                        || now.saturating_sub(port.last_kick_ns) >= self.cfg.tx_flush_ns)
-                {
-                    kick(port, now, &self.stats);
-                }
+            if let Some(mb) = mailbox.as_deref_mut() {
+                work += mb.serve(now, processor, &self.stats);
+                work += self.apply_verdicts(mb, now);
             }
 
+            self.kick_due(now, burst_ended);
             work += self.reclaim();
             self.refill();
 
@@ -414,10 +455,89 @@ impl QueuePair {
                 idle_iterations += 1;
                 if idle_iterations >= self.cfg.spin_iterations {
                     idle_iterations = 0;
-                    self.idle_sleep();
+                    self.idle_sleep(mailbox.as_deref());
                 }
             } else {
                 idle_iterations = 0;
+            }
+        }
+
+        if let Some(mb) = mailbox {
+            // Stop taking frames from the kernel, then finish what others lent us and wait for
+            // what we lent them, so every frame is back in this pair when it returns.
+            mb.stop_receiving();
+            let deadline = monotonic_ns() + DRAIN_NS;
+            loop {
+                let now = monotonic_ns();
+                mb.serve(now, processor, &self.stats);
+                self.apply_verdicts(mb, now);
+                self.reclaim();
+                if mb.drained() || now > deadline {
+                    break;
+                }
+                std::thread::yield_now();
+            }
+            let now = monotonic_ns();
+            for port in &mut self.ports {
+                kick(port, now, &self.stats);
+            }
+        }
+    }
+
+    /// Transmits frames this worker judged (they arrived on `from`) out of the other side, and
+    /// counts them with the `dropped` ones in `from`'s direction.
+    fn send_judged(&mut self, from: Side, descs: &[FrameDesc], dropped: u64, now: u64) {
+        let tx_i = from.other().index();
+        let sent = self.transmit(tx_i, descs, now);
+        for desc in &descs[sent..] {
+            self.free.push(*desc);
+        }
+        let st = self.stats.direction(from);
+        st.forwarded.fetch_add(sent as u64, Ordering::Relaxed);
+        st.dropped.fetch_add(dropped, Ordering::Relaxed);
+        if sent < descs.len() {
+            st.tx_ring_full.fetch_add((descs.len() - sent) as u64, Ordering::Relaxed);
+        }
+    }
+
+    /// Applies verdicts that owners sent back for frames this worker lent them.
+    fn apply_verdicts(&mut self, mb: &mut Mailbox, now: u64) -> usize {
+        let mut back = [Handoff::default(); MAX_BATCH];
+        let n = mb.collect(&mut back[..self.cfg.batch]);
+        if n == 0 {
+            return 0;
+        }
+        for from in [Side::Inside, Side::Outside] {
+            let mut fwd = [FrameDesc::default(); MAX_BATCH];
+            let (mut t, mut dropped) = (0usize, 0u64);
+            for h in back[..n].iter().filter(|h| h.side() == from) {
+                if h.forward {
+                    fwd[t] = h.desc;
+                    t += 1;
+                } else {
+                    self.free.push(h.desc);
+                    dropped += 1;
+                }
+            }
+            if t > 0 || dropped > 0 {
+                self.send_judged(from, &fwd[..t], dropped, now);
+            }
+        }
+        n
+    }
+
+    /// Kicks TX where frames wait: a full batch, an ended burst, or the flush timer.
+    fn kick_due(&mut self, now: u64, burst_ended: [bool; 2]) {
+        let (batch, ring_size) = (self.cfg.batch, self.cfg.ring_size);
+        for (i, ended) in burst_ended.iter().enumerate() {
+            let port = &mut self.ports[i];
+            let queued = ring_size - port.tx.nb_free_exact();
+            if queued > 0
+                && (queued as usize >= batch
+                    || *ended
+                    || now.saturating_sub(port.last_kick_ns) >= self.cfg.tx_flush_ns)
+            {
+                kick(port, now, &self.stats);
             }
         }
     }
@@ -486,15 +606,81 @@ impl QueuePair {
         }
     }
 
-    fn idle_sleep(&mut self) {
+    fn idle_sleep(&mut self, mailbox: Option<&Mailbox>) {
+        if let Some(mb) = mailbox {
+            mb.bell().arm();
+            if mb.has_pending() {
+                mb.bell().disarm();
+                return;
+            }
+        }
         self.stats.idle_sleeps.fetch_add(1, Ordering::Relaxed);
         let mut fds = [
             libc::pollfd { fd: self.ports[0].rx.fd().as_raw_fd(), events: libc::POLLIN, revents: 0 },
             libc::pollfd { fd: self.ports[1].rx.fd().as_raw_fd(), events: libc::POLLIN, revents: 0 },
+            libc::pollfd {
+                fd: mailbox.map_or(-1, |mb| mb.bell().raw_fd()),
+                events: libc::POLLIN,
+                revents: 0,
+            },
         ];
-        // SAFETY: `fds` is a valid array of two pollfds for the duration of the call.
+        // SAFETY: `fds` is a valid array of three pollfds for the duration of the call (a
+        // negative fd is ignored by poll).
         unsafe {
-            libc::poll(fds.as_mut_ptr(), 2, self.cfg.idle_poll_ms);
+            libc::poll(fds.as_mut_ptr(), 3, self.cfg.idle_poll_ms);
+        }
+        if let Some(mb) = mailbox {
+            mb.bell().disarm();
+        }
+    }
+}
+
+/// Longest time a stopping worker waits for frames it lent to other workers.
+const DRAIN_NS: u64 = 1_000_000_000;
+
+/// The loop of a worker without a queue pair (more workers than queues): it only judges frames
+/// that receivers hand it, and sleeps on its doorbell when there are none.
+pub(crate) fn run_owner<P: PacketProcessor + ?Sized>(
+    stop: &AtomicBool,
+    processor: &mut P,
+    mb: &mut Mailbox,
+    stats: &WorkerStats,
+    cfg: &IoConfig,
+) {
+    let mut idle_iterations: u32 = 0;
+    let mut last_housekeeping = 0u64;
+    let mut deadline = u64::MAX;
+    loop {
+        let stopping = stop.load(Ordering::Relaxed);
+        let now = monotonic_ns();
+        let work = mb.serve(now, processor, stats);
+        if stopping {
+            deadline = deadline.min(now + DRAIN_NS);
+            if mb.drained() || now > deadline {
+                break;
+            }
+        }
+        if now.saturating_sub(last_housekeeping) >= 1_000_000 {
+            processor.housekeeping(now);
+            last_housekeeping = now;
+        }
+        if work > 0 {
+            idle_iterations = 0;
+            continue;
+        }
+        idle_iterations += 1;
+        if idle_iterations >= cfg.spin_iterations || stopping {
+            idle_iterations = 0;
+            mb.bell().arm();
+            if !mb.has_pending() {
+                stats.idle_sleeps.fetch_add(1, Ordering::Relaxed);
+                let mut fd = libc::pollfd { fd: mb.bell().raw_fd(), events: libc::POLLIN, revents: 0 };
+                // SAFETY: `fd` is a valid pollfd for the duration of the call.
+                unsafe {
+                    libc::poll(&mut fd, 1, cfg.idle_poll_ms);
+                }
+            }
+            mb.bell().disarm();
         }
     }
 }

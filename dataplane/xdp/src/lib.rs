@@ -61,9 +61,12 @@
 
 pub mod dataplane;
 pub mod error;
+mod handoff;
 pub mod io;
 pub mod prog;
+pub mod ring;
 pub mod signals;
+pub mod steer;
 
 pub use dataplane::{run_workers, Dataplane, DataplaneConfig};
 pub use error::XdpError;
@@ -74,3 +77,4 @@ pub use io::{
 pub use prog::{
     attached_programs, remove_stale, AttachMethod, AttachedProgram, XdpMode, XdpProgram, PROG_NAME,
 };
+pub use steer::{symmetric_hash, FlowSteer, SteerKey, Steering};
