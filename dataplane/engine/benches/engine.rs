@@ -94,7 +94,9 @@ fn bench_flows(c: &mut Criterion, n: usize, label: &str) {
     });
     g.finish();
     // The machine may be shared: also report throughput per second of this thread's CPU time.
-    let rounds = 100_000usize;
+    // BULKHEAD_BENCH_ROUNDS: batches of this CPU-time loop (two runs under `perf stat` with
+    // different counts give instructions and cycles per packet exactly).
+    let rounds: usize = std::env::var("BULKHEAD_BENCH_ROUNDS").ok().and_then(|r| r.parse().ok()).unwrap_or(100_000);
     let (wall0, cpu0) = (std::time::Instant::now(), thread_cpu_ns());
     for r in 0..rounds {
         w.process_batch(now, &t, batches[r % batches.len()], &mut v);
@@ -123,9 +125,15 @@ fn thread_cpu_ns() -> u64 {
     ticks * 10_000_000 // USER_HZ = 100
 }
 
+/// `BULKHEAD_BENCH_FLOWS=10k` (or `1m`) runs one case only, e.g. under `perf stat`.
 fn engine(c: &mut Criterion) {
-    bench_flows(c, 10_000, "established_10k_flows_batch64");
-    bench_flows(c, 1_000_000, "established_1m_flows_batch64");
+    let only = std::env::var("BULKHEAD_BENCH_FLOWS").unwrap_or_default();
+    if only.is_empty() || only == "10k" {
+        bench_flows(c, 10_000, "established_10k_flows_batch64");
+    }
+    if only.is_empty() || only == "1m" {
+        bench_flows(c, 1_000_000, "established_1m_flows_batch64");
+    }
 }
 
 criterion_group!(benches, engine);
