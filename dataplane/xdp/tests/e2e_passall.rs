@@ -41,7 +41,13 @@ fn passall_cmd(topo: &Topology, mode: &str) -> Command {
 }
 
 fn start_passall(topo: &Topology, mode: &str) -> ChildGuard {
-    let mut fw = ChildGuard::spawn("xdp-passall", passall_cmd(topo, mode)).expect("spawn");
+    start_passall_with(topo, mode, &[])
+}
+
+fn start_passall_with(topo: &Topology, mode: &str, extra: &[&str]) -> ChildGuard {
+    let mut cmd = passall_cmd(topo, mode);
+    cmd.args(extra);
+    let mut fw = ChildGuard::spawn("xdp-passall", cmd).expect("spawn");
     assert!(
         fw.wait_for_line("ready", READY).is_some(),
         "xdp-passall did not become ready; output: {:?}",
@@ -180,6 +186,35 @@ fn generic_mode_forwards() {
     assert!(xdp_on_fw(&topo).contains("xdpgeneric"), "{}", xdp_on_fw(&topo));
     assert_forwarding(&topo);
     assert_clean_stop(&topo, &mut fw);
+}
+
+#[test]
+fn more_workers_than_veth_queues_forward_with_software_steering() {
+    require_root!();
+    let topo = small_topology();
+    let mut fw = start_passall_with(&topo, "native", &["--workers", "3"]);
+    assert_forwarding(&topo);
+    assert_clean_stop(&topo, &mut fw);
+    let lines = fw.lines();
+    let stats: Vec<_> = lines.iter().filter(|l| l.starts_with("stats worker=")).collect();
+    assert_eq!(stats.len(), 3, "one stats line per worker: {lines:?}");
+    assert!(stats[0].contains("inside[rx=") && !stats[0].contains("inside[rx=0 "), "{}", stats[0]);
+    // Workers 1 and 2 have no queue on veth; at least one of them judged frames handed to it.
+    assert!(
+        stats[1..].iter().any(|l| !l.contains("judged_for_others=0")),
+        "handed-off frames were judged: {stats:?}"
+    );
+}
+
+#[test]
+fn symmetric_rss_needs_a_queue_per_worker() {
+    require_root!();
+    let topo = small_topology();
+    let out = passall_cmd(&topo, "native").args(["--workers", "2", "--rss", "symmetric"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("has 1 receive queue"), "{err}");
+    assert_eq!(xdp_on_fw(&topo), "", "nothing attached by the refused start");
 }
 
 #[test]

@@ -4,7 +4,12 @@
 //!
 //! ```text
 //! xdp-passall --inside IF --outside IF [--mode native|generic] [--workers N] [--spin N]
+//!             [--rss symmetric|asymmetric] [--steer-key ports|addresses]
 //! ```
+//!
+//! `--rss symmetric` asserts that the NICs hash both directions of a flow to the same queue index
+//! and turns software steering off; the default (`asymmetric`) steers in software whenever there
+//! is more than one worker (see the crate docs).
 //!
 //! Prints `ready inside_prog=ID outside_prog=ID` once both programs are attached and the sockets
 //! bound, stops cleanly on SIGINT/SIGTERM (detaching both programs), then prints one `stats` line
@@ -15,11 +20,14 @@ use std::io::Write;
 use std::process::ExitCode;
 use std::sync::atomic::Ordering;
 
-use bulkhead_xdp::{Dataplane, DataplaneConfig, PassAll, XdpMode};
+use bulkhead_xdp::{Dataplane, DataplaneConfig, PassAll, SteerKey, Steering, XdpMode};
 
 fn usage(msg: &str) -> ExitCode {
     eprintln!("xdp-passall: {msg}");
-    eprintln!("usage: xdp-passall --inside IF --outside IF [--mode native|generic] [--workers N] [--spin N]");
+    eprintln!(
+        "usage: xdp-passall --inside IF --outside IF [--mode native|generic] [--workers N] [--spin N] \
+         [--rss symmetric|asymmetric] [--steer-key ports|addresses]"
+    );
     ExitCode::from(2)
 }
 
@@ -29,6 +37,8 @@ fn main() -> ExitCode {
     let mut mode = XdpMode::Native;
     let mut workers = 1u32;
     let mut spin = None;
+    let mut steering = Steering::Software;
+    let mut steer_key = SteerKey::Ports;
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         let mut val = |name: &str| args.next().ok_or_else(|| format!("{name} needs a value"));
@@ -40,6 +50,14 @@ fn main() -> ExitCode {
                 "--workers" => {
                     workers = val("--workers")?.parse().map_err(|_| "--workers needs a number".to_string())?
                 }
+                "--rss" => {
+                    steering = match val("--rss")?.as_str() {
+                        "symmetric" => Steering::Rss,
+                        "asymmetric" => Steering::Software,
+                        other => return Err(format!("--rss {other:?}: expected symmetric or asymmetric")),
+                    }
+                }
+                "--steer-key" => steer_key = val("--steer-key")?.parse().map_err(|e| format!("{e}"))?,
                 "--spin" => {
                     spin = Some(val("--spin")?.parse().map_err(|_| "--spin needs a number".to_string())?)
                 }
@@ -60,6 +78,8 @@ fn main() -> ExitCode {
     let mut cfg = DataplaneConfig::new(inside, outside);
     cfg.mode = mode;
     cfg.workers = workers;
+    cfg.steering = steering;
+    cfg.steer_key = steer_key;
     if let Some(spin) = spin {
         cfg.io.spin_iterations = spin;
     }
@@ -92,11 +112,15 @@ fn main() -> ExitCode {
             )
         };
         println!(
-            "stats worker={i} inside[{}] outside[{}] kicks={} sleeps={}",
+            "stats worker={i} inside[{}] outside[{}] kicks={} sleeps={} handed_off={} handoff_full={} \
+             judged_for_others={}",
             d(&s.from_inside),
             d(&s.from_outside),
             s.tx_kicks.load(Ordering::Relaxed),
-            s.idle_sleeps.load(Ordering::Relaxed)
+            s.idle_sleeps.load(Ordering::Relaxed),
+            s.handed_off.load(Ordering::Relaxed),
+            s.handoff_full.load(Ordering::Relaxed),
+            s.handoffs_judged.load(Ordering::Relaxed)
         );
         if let Some([ki, ko]) = kernel.get(i) {
             println!("kernel worker={i} inside={ki:?} outside={ko:?}");
