@@ -20,11 +20,14 @@ enum Command {
     /// Work with classic ordered 5-tuple ACLs (ClassBench format).
     #[command(subcommand)]
     Acl(cli::acl::AclCmd),
+    /// Replay a capture through the engine under a policy (with hot swaps and quarantines).
+    Replay(cli::replay::ReplayArgs),
 }
 
 fn main() -> ExitCode {
     match Cli::parse().command {
         Command::Policy(c) => cli::policy::run(c),
         Command::Acl(c) => cli::acl::run(c),
+        Command::Replay(a) => cli::replay::run(a),
     }
 }

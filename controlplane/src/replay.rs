@@ -202,7 +202,10 @@ impl<R: BufRead> CaptureReader<R> {
                 last_ts: 0,
             })
         } else {
-            Err(format!("not a pcap or pcapng capture (magic {:02x}{:02x}{:02x}{:02x})", magic[0], magic[1], magic[2], magic[3]))
+            Err(format!(
+                "not a pcap or pcapng capture (magic {:02x}{:02x}{:02x}{:02x})",
+                magic[0], magic[1], magic[2], magic[3]
+            ))
         }
     }
 }
@@ -261,11 +264,15 @@ impl<R: Read> CaptureReader<R> {
                         epb.data,
                     ),
                     Block::SimplePacket(spb) => (0, None, spb.original_len, spb.data),
-                    Block::Packet(pb) => (u32::from(pb.interface_id), Some(pb.timestamp), pb.original_len, pb.data),
+                    Block::Packet(pb) => {
+                        (u32::from(pb.interface_id), Some(pb.timestamp), pb.original_len, pb.data)
+                    }
                     _ => continue,
                 };
                 let Some(iface) = ifaces.get(iface_id as usize) else {
-                    return Some(Err(format!("packet on interface {iface_id}, which has no interface description")));
+                    return Some(Err(format!(
+                        "packet on interface {iface_id}, which has no interface description"
+                    )));
                 };
                 if !iface.ethernet {
                     return Some(Err(format!(
@@ -394,7 +401,9 @@ impl FromStr for QuarantineTarget {
 /// # Errors
 /// No `=`, or `N` is not a positive packet number.
 pub fn split_at_packet<'a>(flag: &str, s: &'a str) -> Result<(u64, &'a str), String> {
-    let (n, v) = s.split_once('=').ok_or_else(|| format!("{flag} `{s}`: expected N=VALUE (N: packet number from 1)"))?;
+    let (n, v) = s
+        .split_once('=')
+        .ok_or_else(|| format!("{flag} `{s}`: expected N=VALUE (N: packet number from 1)"))?;
     let n: u64 = n.trim().parse().map_err(|_| format!("{flag} `{s}`: `{n}` is not a packet number"))?;
     if n == 0 {
         return Err(format!("{flag} `{s}`: packets are numbered from 1"));
@@ -409,7 +418,10 @@ pub fn split_at_packet<'a>(flag: &str, s: &'a str) -> Result<(u64, &'a str), Str
 #[derive(Clone, Debug)]
 pub enum ChangeKind {
     /// Replace the policy (`label` names it in output, usually its path).
-    Swap { policy: Box<Policy>, label: String },
+    Swap {
+        policy: Box<Policy>,
+        label: String,
+    },
     Quarantine(QuarantineTarget),
 }
 
@@ -429,8 +441,10 @@ pub struct ReplayPlan {
 }
 
 fn load_policy(path: &Path, what: &str) -> Result<Policy, ReplayError> {
-    load_paths(&[path.to_path_buf()])
-        .map_err(|d| ReplayError::Policy { what: format!("{what} {}", path.display()), diagnostics: d.to_string() })
+    load_paths(&[path.to_path_buf()]).map_err(|d| ReplayError::Policy {
+        what: format!("{what} {}", path.display()),
+        diagnostics: d.to_string(),
+    })
 }
 
 impl ReplayPlan {
@@ -445,11 +459,15 @@ impl ReplayPlan {
         for s in swaps {
             let (n, p) = split_at_packet("--swap", s).map_err(ReplayError::Arg)?;
             let pol = load_policy(Path::new(p), &format!("--swap {n}="))?;
-            changes.push(PlannedChange { before: n, kind: ChangeKind::Swap { policy: Box::new(pol), label: p.to_string() } });
+            changes.push(PlannedChange {
+                before: n,
+                kind: ChangeKind::Swap { policy: Box::new(pol), label: p.to_string() },
+            });
         }
         for q in quarantines {
             let (n, t) = split_at_packet("--quarantine", q).map_err(ReplayError::Arg)?;
-            let target: QuarantineTarget = t.parse().map_err(|e: String| ReplayError::Arg(format!("--quarantine {e}")))?;
+            let target: QuarantineTarget =
+                t.parse().map_err(|e: String| ReplayError::Arg(format!("--quarantine {e}")))?;
             changes.push(PlannedChange { before: n, kind: ChangeKind::Quarantine(target) });
         }
         Ok(Self { policy: initial, label: policy.display().to_string(), changes })
@@ -503,7 +521,9 @@ pub fn describe(data: &[u8]) -> String {
         Ok(Parsed::Arp) => "arp".to_string(),
         Ok(Parsed::OtherEthertype(t)) => format!("ethertype 0x{t:04x}"),
         Ok(Parsed::Ip(p)) => {
-            let frag = p.frag.map(|f| format!(" frag id {} off {}{}", f.id, f.offset, if f.more { " +" } else { "" }));
+            let frag = p
+                .frag
+                .map(|f| format!(" frag id {} off {}{}", f.id, f.offset, if f.more { " +" } else { "" }));
             let first_frag = p.frag.is_none_or(|f| f.offset == 0);
             let body = match p.proto {
                 6 | 17 | 132 if first_frag => {
@@ -512,7 +532,8 @@ pub fn describe(data: &[u8]) -> String {
                         17 => "udp",
                         _ => "sctp",
                     };
-                    let mut s = format!("{name} {} -> {}", ep(p.src, Some(p.sport)), ep(p.dst, Some(p.dport)));
+                    let mut s =
+                        format!("{name} {} -> {}", ep(p.src, Some(p.sport)), ep(p.dst, Some(p.dport)));
                     if p.proto == 6 {
                         let _ = write!(s, " [{}]", tcp_flags(p.tcp_flags));
                     }
@@ -536,7 +557,9 @@ pub fn describe(data: &[u8]) -> String {
 /// tcpdump-style flags: S F R P U E W, and `.` for ACK.
 pub fn tcp_flags(f: u8) -> String {
     let mut s = String::new();
-    for (bit, c) in [(0x02, 'S'), (0x01, 'F'), (0x04, 'R'), (0x08, 'P'), (0x20, 'U'), (0x40, 'E'), (0x80, 'W')] {
+    for (bit, c) in
+        [(0x02, 'S'), (0x01, 'F'), (0x04, 'R'), (0x08, 'P'), (0x20, 'U'), (0x40, 'E'), (0x80, 'W')]
+    {
         if f & bit != 0 {
             s.push(c);
         }
@@ -606,7 +629,9 @@ impl PacketRecord<'_> {
     pub fn rule_label(&self) -> String {
         match (self.decision, &self.rule) {
             (Some(Decision::Allow { .. } | Decision::Deny { .. }), Some(n)) => n.clone(),
-            (Some(Decision::Allow { tier, rule } | Decision::Deny { tier, rule }), None) => format!("(tier {tier} rule {rule})"),
+            (Some(Decision::Allow { tier, rule } | Decision::Deny { tier, rule }), None) => {
+                format!("(tier {tier} rule {rule})")
+            }
             (Some(Decision::DefaultDeny), _) => "(default deny)".to_string(),
             (Some(Decision::Quarantined), _) => "(quarantine)".to_string(),
             (Some(Decision::QuarantineException), _) => "(quarantine exception)".to_string(),
@@ -728,7 +753,8 @@ impl Summary {
             self.packets, self.pass, self.would_deny, self.dropped, self.held_at_end
         );
         if self.packets > 0 {
-            let _ = writeln!(s, "  capture span: {} s", secs(self.last_ts_ns.saturating_sub(self.first_ts_ns)));
+            let _ =
+                writeln!(s, "  capture span: {} s", secs(self.last_ts_ns.saturating_sub(self.first_ts_ns)));
         }
         if !self.drops.is_empty() {
             let d: Vec<String> = self.drops.iter().map(|(k, v)| format!("{k} {v}")).collect();
@@ -742,19 +768,39 @@ impl Summary {
         let _ = writeln!(
             s,
             "  flows: {} created, {} active at end, {} expired, {} evicted, {} revoked, {} closed",
-            e.flows_created, e.flows_active, e.flows_expired, e.flows_evicted, e.flows_revoked, e.flows_closed
+            e.flows_created,
+            e.flows_active,
+            e.flows_expired,
+            e.flows_evicted,
+            e.flows_revoked,
+            e.flows_closed
         );
         let _ = writeln!(s, "  final generation: {}", self.generation);
         for c in &self.changes {
-            let _ = writeln!(s, "  change before packet {}: {} -> generation {}", c.before, c.what.join(", "), c.generation);
+            let _ = writeln!(
+                s,
+                "  change before packet {}: {} -> generation {}",
+                c.before,
+                c.what.join(", "),
+                c.generation
+            );
         }
         for c in &self.containment {
             match (c.first_drop_packet, c.time_to_contain_ns) {
                 (Some(p), Some(t)) => {
-                    let _ = writeln!(s, "  time to contain {}: {} s (first quarantined drop: packet {p})", c.target, secs(t));
+                    let _ = writeln!(
+                        s,
+                        "  time to contain {}: {} s (first quarantined drop: packet {p})",
+                        c.target,
+                        secs(t)
+                    );
                 }
                 _ => {
-                    let _ = writeln!(s, "  time to contain {}: no quarantined drop of its traffic after packet {}", c.target, c.applied_before);
+                    let _ = writeln!(
+                        s,
+                        "  time to contain {}: no quarantined drop of its traffic after packet {}",
+                        c.target, c.applied_before
+                    );
                 }
             }
         }
@@ -841,11 +887,19 @@ pub struct Replayer {
 
 impl std::fmt::Debug for Replayer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Replayer").field("packets", &self.packets).field("generation", &self.tables.generation).finish()
+        f.debug_struct("Replayer")
+            .field("packets", &self.packets)
+            .field("generation", &self.tables.generation)
+            .finish()
     }
 }
 
-fn compile_with(policy: &Policy, quarantined: &[QuarantineTarget], generation: u64, before: u64) -> Result<TableSet, ReplayError> {
+fn compile_with(
+    policy: &Policy,
+    quarantined: &[QuarantineTarget],
+    generation: u64,
+    before: u64,
+) -> Result<TableSet, ReplayError> {
     let mut p = policy.clone();
     let loc = Loc::file("--quarantine");
     for q in quarantined {
@@ -857,7 +911,10 @@ fn compile_with(policy: &Policy, quarantined: &[QuarantineTarget], generation: u
             }
             QuarantineTarget::Identity(n) => {
                 if p.identity(n).is_none() {
-                    return Err(ReplayError::Change { before, message: format!("no identity named `{n}` in the policy in force") });
+                    return Err(ReplayError::Change {
+                        before,
+                        message: format!("no identity named `{n}` in the policy in force"),
+                    });
                 }
                 if !p.quarantine.identities.iter().any(|(a, _)| a == n) {
                     p.quarantine.identities.push((n.clone(), loc.clone()));
@@ -872,9 +929,9 @@ fn compile_with(policy: &Policy, quarantined: &[QuarantineTarget], generation: u
 
 fn target_ids(tables: &TableSet, t: &QuarantineTarget) -> Vec<IdentityId> {
     match t {
-        QuarantineTarget::Identity(n) => {
-            (0..tables.identity_names.len() as IdentityId).filter(|&i| i != 0 && tables.identity_name(i) == n).collect()
-        }
+        QuarantineTarget::Identity(n) => (0..tables.identity_names.len() as IdentityId)
+            .filter(|&i| i != 0 && tables.identity_name(i) == n)
+            .collect(),
         QuarantineTarget::Prefix(_) => Vec::new(),
     }
 }
@@ -1002,7 +1059,13 @@ impl Replayer {
     ///
     /// # Errors
     /// A scheduled change cannot be applied.
-    pub fn packet(&mut self, ts_ns: u64, orig_len: u32, data: &[u8], emit: &mut dyn FnMut(Event<'_>)) -> Result<(), ReplayError> {
+    pub fn packet(
+        &mut self,
+        ts_ns: u64,
+        orig_len: u32,
+        data: &[u8],
+        emit: &mut dyn FnMut(Event<'_>),
+    ) -> Result<(), ReplayError> {
         self.packets += 1;
         let n = self.packets;
         if n == 1 {
@@ -1117,8 +1180,11 @@ pub struct RunOptions {
 /// Lines for the packets before the error have been written.
 pub fn run(plan: ReplayPlan, opts: &RunOptions, out: &mut dyn Write) -> Result<Summary, ReplayError> {
     let cap_name = opts.capture.display().to_string();
-    let mut reader = CaptureReader::open(&opts.capture)
-        .map_err(|message| ReplayError::Capture { path: cap_name.clone(), packets: 0, message })?;
+    let mut reader = CaptureReader::open(&opts.capture).map_err(|message| ReplayError::Capture {
+        path: cap_name.clone(),
+        packets: 0,
+        message,
+    })?;
     let mut pass_out = opts.pass_out.as_deref().map(PcapOut::create).transpose()?;
     let mut drop_out = opts.drop_out.as_deref().map(PcapOut::create).transpose()?;
     let label = plan.label.clone();
@@ -1126,8 +1192,10 @@ pub fn run(plan: ReplayPlan, opts: &RunOptions, out: &mut dyn Write) -> Result<S
     let json = opts.json;
     let w = |e: std::io::Error| ReplayError::Output(format!("stdout: {e}"));
     if !json {
-        writeln!(out, "# replay {cap_name} ({:?}) with {label} (generation 1)", reader.format()).map_err(w)?;
-        writeln!(out, "# {:>4}  {:<10}  {:<22}  {:<32}  gen  packet", "no.", "verdict", "reason", "rule").map_err(w)?;
+        writeln!(out, "# replay {cap_name} ({:?}) with {label} (generation 1)", reader.format())
+            .map_err(w)?;
+        writeln!(out, "# {:>4}  {:<10}  {:<22}  {:<32}  gen  packet", "no.", "verdict", "reason", "rule")
+            .map_err(w)?;
     }
     // The first output error, kept until the loop can return it.
     let io_err: std::cell::RefCell<Option<ReplayError>> = std::cell::RefCell::new(None);
@@ -1168,7 +1236,8 @@ pub fn run(plan: ReplayPlan, opts: &RunOptions, out: &mut dyn Write) -> Result<S
     };
     let mut read = 0u64;
     while let Some(p) = reader.next_packet() {
-        let p = p.map_err(|message| ReplayError::Capture { path: cap_name.clone(), packets: read, message })?;
+        let p =
+            p.map_err(|message| ReplayError::Capture { path: cap_name.clone(), packets: read, message })?;
         read += 1;
         rp.packet(p.ts_ns, p.orig_len, p.data, &mut emit)?;
         if let Some(e) = io_err.borrow_mut().take() {
@@ -1176,7 +1245,6 @@ pub fn run(plan: ReplayPlan, opts: &RunOptions, out: &mut dyn Write) -> Result<S
         }
     }
     let summary = rp.finish(&mut emit);
-    drop(emit);
     if let Some(e) = io_err.into_inner() {
         return Err(e);
     }

@@ -7,6 +7,7 @@
 
 pub mod acl;
 pub mod policy;
+pub mod replay;
 
 use crate::diag::Diagnostics;
 use std::process::ExitCode;
