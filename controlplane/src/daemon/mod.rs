@@ -4,7 +4,9 @@
 //!   policy info, per-worker counters and latency, quarantine list and time to contain, flow-log
 //!   counters).
 
+pub mod controller;
 pub mod flowlog;
+pub mod processor;
 pub mod state;
 
 pub use state::{

@@ -1,0 +1,456 @@
+//! The control plane's writer: reload and quarantine, each one new table-set generation.
+//!
+//! Every change is validate -> compile (generation + 1) -> publish, done while holding
+//! [`State::writer_lock`], so two changes never race for a generation number and a half-built
+//! table is never visible. When any step fails the running generation stays in force, the error
+//! (positioned, from the policy loader) is logged, counted and returned.
+//!
+//! Quarantine is a generation like any other: the runtime quarantine list (`bulkhead quarantine
+//! add`) is merged into the loaded policy's own `Quarantine` objects and the whole policy is
+//! recompiled, so workers revalidate established flows against it on their next packet and cut
+//! the quarantined ones (DESIGN.md "Hot swap"). Runtime entries survive reloads (they are merged
+//! into every new policy) but not restarts: a quarantine that must outlive the process belongs
+//! in a `Quarantine` object of the policy files.
+
+use super::state::{
+    unix_now, PolicyInfo, QuarantineEntry, QuarantineExceptionArg, QuarantineSource, QuarantineTarget, ReloadFailure,
+    State,
+};
+use crate::compile::{compile, CompiledPolicy};
+use crate::diag::Loc;
+use crate::model::{Cidr, Policy, PortMatch, QuarantineExceptionSpec, ANY_PORT};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// What a successful reload did.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct ReloadOutcome {
+    pub generation: u64,
+    pub path: PathBuf,
+    pub identities: usize,
+    pub rules: usize,
+    pub acl_rules: usize,
+    /// Load + compile + publish time, milliseconds.
+    pub took_ms: f64,
+    /// Runtime quarantine entries naming an identity the new policy no longer has.
+    pub warnings: Vec<String>,
+}
+
+/// Loads and validates the policy at `path`.
+///
+/// # Errors
+/// The loader's positioned diagnostics, one per line.
+pub fn load(path: &Path) -> Result<Policy, String> {
+    crate::load::load_paths(&[path.to_path_buf()]).map_err(|d| d.to_string())
+}
+
+/// The policy with the runtime quarantine entries merged in.
+pub fn with_runtime_quarantine(policy: &Policy, runtime: &[QuarantineEntry]) -> Policy {
+    let mut p = policy.clone();
+    let loc = Loc::file("control-socket");
+    for e in runtime {
+        match &e.target {
+            QuarantineTarget::Identity(n) => p.quarantine.identities.push((n.clone(), loc.clone())),
+            QuarantineTarget::Address { net, len } => {
+                if let Some(c) = Cidr::new(*net, *len) {
+                    p.quarantine.addresses.push((c, loc.clone()));
+                }
+            }
+        }
+        for x in &e.exceptions {
+            let Some(peer) = Cidr::new(x.peer.0, x.peer.1) else { continue };
+            let ports = if x.proto.is_none() && x.ports == ANY_PORT {
+                Vec::new()
+            } else {
+                vec![PortMatch { proto: x.proto, sport: ANY_PORT, dport: x.ports }]
+            };
+            p.quarantine.exceptions.push(QuarantineExceptionSpec {
+                name: format!("runtime/{}/{x}", e.target),
+                loc: loc.clone(),
+                peer,
+                ports,
+            });
+        }
+    }
+    p
+}
+
+/// Compiles `policy` plus the runtime quarantine at `generation`.
+///
+/// # Errors
+/// The compiler's diagnostics (policy too large for the table format).
+pub fn compile_with(policy: &Policy, runtime: &[QuarantineEntry], generation: u64) -> Result<CompiledPolicy, String> {
+    compile(&with_runtime_quarantine(policy, runtime), generation).map_err(|d| d.to_string())
+}
+
+/// The `PolicyInfo` of a compiled policy.
+pub fn policy_info(path: &Path, policy: &Policy, generation: u64, cause: &str) -> PolicyInfo {
+    PolicyInfo {
+        path: path.to_path_buf(),
+        generation,
+        loaded_at_unix: unix_now(),
+        loaded_mono_ns: bulkhead_xdp::monotonic_ns(),
+        identities: policy.identities.len(),
+        rules: policy.rules.len(),
+        acl_rules: policy.acl_tiers.iter().map(|t| t.rules.len()).sum(),
+        cause: cause.to_string(),
+    }
+}
+
+/// Entries that come from the policy files' `Quarantine` objects.
+fn policy_entries(policy: &Policy, generation: u64) -> Vec<QuarantineEntry> {
+    let entry = |target| QuarantineEntry {
+        target,
+        exceptions: Vec::new(),
+        source: QuarantineSource::Policy,
+        added_at_unix: 0,
+        added_mono_ns: 0,
+        generation,
+        time_to_contain_ns: None,
+    };
+    let mut v: Vec<QuarantineEntry> =
+        policy.quarantine.identities.iter().map(|(n, _)| entry(QuarantineTarget::Identity(n.clone()))).collect();
+    v.extend(
+        policy.quarantine.addresses.iter().map(|(c, _)| entry(QuarantineTarget::Address { net: c.addr, len: c.len })),
+    );
+    v
+}
+
+#[derive(Debug)]
+struct Inner {
+    path: PathBuf,
+    policy: Policy,
+    runtime: Vec<QuarantineEntry>,
+}
+
+/// Serializes reloads and quarantine changes against one [`State`].
+#[derive(Debug)]
+pub struct Controller {
+    state: Arc<State>,
+    inner: Mutex<Inner>,
+}
+
+impl Controller {
+    /// Wraps a state whose current generation was compiled from `policy` (loaded from `path`).
+    pub fn new(state: Arc<State>, path: PathBuf, policy: Policy) -> Self {
+        let generation = state.current().generation;
+        state.set_quarantine_entries(policy_entries(&policy, generation));
+        Self { state, inner: Mutex::new(Inner { path, policy, runtime: Vec::new() }) }
+    }
+
+    pub fn state(&self) -> &Arc<State> {
+        &self.state
+    }
+
+    /// The policy path reloads read by default.
+    pub fn policy_path(&self) -> PathBuf {
+        super::state::lock(&self.inner).path.clone()
+    }
+
+    fn publish_entries(&self, inner: &Inner, generation: u64) {
+        let mut all = policy_entries(&inner.policy, generation);
+        all.extend(inner.runtime.iter().cloned());
+        self.state.set_quarantine_entries(all);
+    }
+
+    /// Keeps the time to contain already measured for runtime entries (the state's copy is the
+    /// one the flow-event drain completes).
+    fn sync_runtime_from_state(&self, inner: &mut Inner) {
+        let current = self.state.quarantine_entries();
+        for e in inner.runtime.iter_mut() {
+            if let Some(s) = current.iter().find(|s| s.source == QuarantineSource::Runtime && s.target == e.target) {
+                if s.added_mono_ns == e.added_mono_ns {
+                    e.time_to_contain_ns = s.time_to_contain_ns;
+                }
+            }
+        }
+    }
+
+    /// Reloads the policy from `path` (default: the current path), like SIGHUP.
+    ///
+    /// # Errors
+    /// The load or compile error; the running generation stays in force.
+    pub fn reload(&self, path: Option<PathBuf>) -> Result<ReloadOutcome, String> {
+        let _w = self.state.writer_lock();
+        let mut inner = super::state::lock(&self.inner);
+        let path = path.unwrap_or_else(|| inner.path.clone());
+        let t0 = Instant::now();
+        let res = (|| -> Result<(Policy, PolicyInfo), String> {
+            let policy = load(&path)?;
+            let generation = self.state.current().generation + 1;
+            self.sync_runtime_from_state(&mut inner);
+            let compiled = compile_with(&policy, &inner.runtime, generation)?;
+            let info = policy_info(&path, &policy, generation, "reload");
+            self.state
+                .publish(compiled.tables, info.clone())
+                .map_err(|e| format!("generation {} does not follow {}", e.offered, e.current))?;
+            Ok((policy, info))
+        })();
+        match res {
+            Ok((policy, info)) => {
+                let warnings: Vec<String> = inner
+                    .runtime
+                    .iter()
+                    .filter_map(|e| match &e.target {
+                        QuarantineTarget::Identity(n) if policy.identity(n).is_none() => Some(format!(
+                            "quarantined identity `{n}` is not in the new policy: its quarantine matches nothing"
+                        )),
+                        _ => None,
+                    })
+                    .collect();
+                for w in &warnings {
+                    tracing::warn!("{w}");
+                }
+                inner.policy = policy;
+                inner.path = path.clone();
+                self.publish_entries(&inner, info.generation);
+                self.state.reloads.ok.fetch_add(1, Ordering::Relaxed);
+                let out = ReloadOutcome {
+                    generation: info.generation,
+                    path,
+                    identities: info.identities,
+                    rules: info.rules,
+                    acl_rules: info.acl_rules,
+                    took_ms: t0.elapsed().as_secs_f64() * 1e3,
+                    warnings,
+                };
+                tracing::info!(generation = out.generation, path = %out.path.display(), took_ms = out.took_ms, "policy reloaded");
+                Ok(out)
+            }
+            Err(e) => {
+                self.state.reloads.failed.fetch_add(1, Ordering::Relaxed);
+                *super::state::lock(&self.state.reloads.last_failure) =
+                    Some(ReloadFailure { at_unix: unix_now(), path: path.clone(), error: e.clone() });
+                tracing::error!(path = %path.display(), generation = self.state.current().generation, "reload rejected, the running policy stays in force:\n{e}");
+                Err(e)
+            }
+        }
+    }
+
+    /// Puts `target` in quarantine (with `exceptions`), publishing a new generation.
+    /// `received_mono_ns` is when the command arrived (the start of its time to contain).
+    ///
+    /// # Errors
+    /// An unknown identity, or a compile / publish failure (nothing changes).
+    pub fn quarantine_add(
+        &self,
+        target: QuarantineTarget,
+        exceptions: Vec<QuarantineExceptionArg>,
+        received_mono_ns: u64,
+    ) -> Result<QuarantineEntry, String> {
+        let _w = self.state.writer_lock();
+        let mut inner = super::state::lock(&self.inner);
+        if let QuarantineTarget::Identity(n) = &target {
+            if inner.policy.identity(n).is_none() {
+                return Err(format!(
+                    "unknown identity `{n}`: no Identity object of the running policy has this name (give an address or CIDR, or an identity name)"
+                ));
+            }
+        }
+        self.sync_runtime_from_state(&mut inner);
+        let previous = inner.runtime.iter().position(|e| e.target == target).map(|i| inner.runtime.remove(i));
+        let entry = QuarantineEntry {
+            target: target.clone(),
+            exceptions,
+            source: QuarantineSource::Runtime,
+            added_at_unix: unix_now() as u64,
+            added_mono_ns: received_mono_ns,
+            generation: 0,
+            time_to_contain_ns: None,
+        };
+        inner.runtime.push(entry);
+        let generation = self.state.current().generation + 1;
+        let res = compile_with(&inner.policy, &inner.runtime, generation).and_then(|c| {
+            let info = policy_info(&inner.path, &inner.policy, generation, "quarantine");
+            self.state
+                .publish(c.tables, info)
+                .map_err(|e| format!("generation {} does not follow {}", e.offered, e.current))
+        });
+        match res {
+            Ok(g) => {
+                let e = inner.runtime.last_mut().expect("pushed above");
+                e.generation = g;
+                let out = e.clone();
+                self.publish_entries(&inner, g);
+                tracing::warn!(target = %out.target, generation = g, exceptions = out.exceptions.len(), "quarantine added");
+                Ok(out)
+            }
+            Err(e) => {
+                inner.runtime.pop();
+                if let Some(p) = previous {
+                    inner.runtime.push(p);
+                }
+                tracing::error!(target = %target, "quarantine not applied: {e}");
+                Err(e)
+            }
+        }
+    }
+
+    /// Lifts the runtime quarantine of `target`, publishing a new generation.
+    ///
+    /// # Errors
+    /// When `target` has no runtime quarantine (quarantines from the policy files are lifted by
+    /// editing the files and reloading), or on a compile / publish failure.
+    pub fn quarantine_remove(&self, target: &QuarantineTarget) -> Result<u64, String> {
+        let _w = self.state.writer_lock();
+        let mut inner = super::state::lock(&self.inner);
+        self.sync_runtime_from_state(&mut inner);
+        let Some(i) = inner.runtime.iter().position(|e| &e.target == target) else {
+            let in_policy = policy_entries(&inner.policy, 0).iter().any(|e| &e.target == target);
+            return Err(if in_policy {
+                format!("`{target}` is quarantined by a Quarantine object of the policy files: edit them and reload")
+            } else {
+                format!("`{target}` is not quarantined")
+            });
+        };
+        let removed = inner.runtime.remove(i);
+        let generation = self.state.current().generation + 1;
+        let res = compile_with(&inner.policy, &inner.runtime, generation).and_then(|c| {
+            let info = policy_info(&inner.path, &inner.policy, generation, "quarantine");
+            self.state
+                .publish(c.tables, info)
+                .map_err(|e| format!("generation {} does not follow {}", e.offered, e.current))
+        });
+        match res {
+            Ok(g) => {
+                self.publish_entries(&inner, g);
+                tracing::warn!(target = %target, generation = g, "quarantine lifted");
+                Ok(g)
+            }
+            Err(e) => {
+                inner.runtime.insert(i, removed);
+                Err(e)
+            }
+        }
+    }
+
+    /// Waits for the time to contain of `target`'s quarantine, at most `timeout`.
+    pub fn wait_contained(&self, target: &QuarantineTarget, timeout: Duration) -> Option<u64> {
+        self.state.wait_time_to_contain(target, timeout)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::daemon::state::{FlowRequests, RunInfo, WorkerHandle};
+    use bulkhead_engine::{LatencyRecorder, WorkerCounters};
+    use bulkhead_tables::{Decision, FlowQuery, TableHandle};
+    use std::io::Write;
+
+    const POLICY: &str = r#"
+apiVersion: bulkhead.io/v1
+kind: Identity
+metadata: {name: web}
+spec:
+  labels: {app: web, zone: prod}
+  addresses: [198.19.1.10/32]
+---
+apiVersion: bulkhead.io/v1
+kind: Identity
+metadata: {name: corp}
+spec:
+  labels: {app: laptop, zone: corp}
+  addresses: [198.18.1.0/24]
+---
+apiVersion: bulkhead.io/v1
+kind: Policy
+metadata: {name: corp-to-web}
+spec:
+  rules:
+    - name: corp-http
+      from: [{matchLabels: {zone: corp}}]
+      to: [{matchLabels: {app: web}}]
+      ports: [{protocol: tcp, port: 80}]
+      action: allow
+"#;
+
+    struct Tmp(PathBuf);
+    impl Drop for Tmp {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_file(&self.0);
+        }
+    }
+
+    fn write_policy(text: &str) -> Tmp {
+        static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let p = std::env::temp_dir().join(format!(
+            "bulkhead-ctl-{}-{}.yaml",
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed)
+        ));
+        std::fs::File::create(&p).unwrap().write_all(text.as_bytes()).unwrap();
+        Tmp(p)
+    }
+
+    fn controller(path: &Path) -> Controller {
+        let policy = load(path).expect("test policy loads");
+        let compiled = compile_with(&policy, &[], 1).unwrap();
+        let handle = Arc::new(TableHandle::new(compiled.tables));
+        let w = WorkerHandle {
+            id: 0,
+            counters: Arc::new(WorkerCounters::new(0)),
+            latency: Arc::new(LatencyRecorder::new()),
+            io: None,
+            flows: Arc::new(FlowRequests::default()),
+        };
+        let state = Arc::new(State::new(handle, policy_info(path, &policy, 1, "start"), RunInfo::default(), vec![w]));
+        Controller::new(state, path.to_path_buf(), policy)
+    }
+
+    fn q(src: &str, dst: &str, dport: u16) -> FlowQuery {
+        FlowQuery { src: src.parse().unwrap(), dst: dst.parse().unwrap(), proto: 6, sport: 40000, dport }
+    }
+
+    #[test]
+    fn reload_publishes_the_next_generation_or_keeps_the_running_one() {
+        let f = write_policy(POLICY);
+        let c = controller(&f.0);
+        let out = c.reload(None).unwrap();
+        assert_eq!(out.generation, 2);
+        assert_eq!(c.state().current().generation, 2);
+        assert_eq!(c.state().policy().cause, "reload");
+
+        let broken = write_policy("apiVersion: bulkhead.io/v1\nkind: Identity\nmetadata: { name: x }\nspec: [\n");
+        let err = c.reload(Some(broken.0.clone())).unwrap_err();
+        assert!(err.contains(&broken.0.display().to_string()), "positioned error: {err}");
+        assert_eq!(c.state().current().generation, 2, "the running policy stays");
+        assert_eq!(c.policy_path(), f.0, "a failed reload does not change the default path");
+        assert_eq!(c.state().reloads.failed.load(Ordering::Relaxed), 1);
+        assert!(c.state().reloads.last_failure.lock().unwrap().is_some());
+    }
+
+    #[test]
+    fn quarantine_add_and_remove_change_verdicts_in_new_generations() {
+        let f = write_policy(POLICY);
+        let c = controller(&f.0);
+        let allowed = q("198.18.1.10", "198.19.1.10", 80);
+        assert!(matches!(c.state().current().judge(&allowed).decision, Decision::Allow { .. }));
+
+        let exc: QuarantineExceptionArg = "198.19.9.9/32:tcp/22".parse().unwrap();
+        let e = c.quarantine_add("corp".parse().unwrap(), vec![exc], 5).unwrap();
+        assert_eq!(e.generation, 2);
+        let t = c.state().current();
+        assert_eq!(t.judge(&allowed).decision, Decision::Quarantined);
+        assert_eq!(t.judge(&q("198.18.1.10", "198.19.9.9", 22)).decision, Decision::QuarantineException);
+        assert_eq!(t.judge(&q("198.18.1.10", "198.19.9.9", 23)).decision, Decision::Quarantined);
+        assert_eq!(c.state().quarantine_entries().len(), 1);
+
+        // A reload keeps the runtime quarantine.
+        c.reload(None).unwrap();
+        assert_eq!(c.state().current().judge(&allowed).decision, Decision::Quarantined);
+
+        assert!(c.quarantine_add("nosuch".parse().unwrap(), vec![], 6).unwrap_err().contains("unknown identity"));
+        assert!(c.quarantine_remove(&"198.18.1.99".parse().unwrap()).unwrap_err().contains("not quarantined"));
+        let g = c.quarantine_remove(&"corp".parse().unwrap()).unwrap();
+        assert_eq!(g, 4);
+        assert!(matches!(c.state().current().judge(&allowed).decision, Decision::Allow { .. }));
+        assert!(c.state().quarantine_entries().is_empty());
+
+        let a = c.quarantine_add("198.19.1.10".parse().unwrap(), vec![], 7).unwrap();
+        assert_eq!(a.generation, 5);
+        assert_eq!(c.state().current().judge(&allowed).decision, Decision::Quarantined);
+    }
+}
