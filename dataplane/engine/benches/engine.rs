@@ -96,7 +96,8 @@ fn bench_flows(c: &mut Criterion, n: usize, label: &str) {
     // The machine may be shared: also report throughput per second of this thread's CPU time.
     // BULKHEAD_BENCH_ROUNDS: batches of this CPU-time loop (two runs under `perf stat` with
     // different counts give instructions and cycles per packet exactly).
-    let rounds: usize = std::env::var("BULKHEAD_BENCH_ROUNDS").ok().and_then(|r| r.parse().ok()).unwrap_or(100_000);
+    let rounds: usize =
+        std::env::var("BULKHEAD_BENCH_ROUNDS").ok().and_then(|r| r.parse().ok()).unwrap_or(100_000);
     let (wall0, cpu0) = (std::time::Instant::now(), thread_cpu_ns());
     for r in 0..rounds {
         w.process_batch(now, &t, batches[r % batches.len()], &mut v);
