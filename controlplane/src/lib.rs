@@ -14,6 +14,7 @@ pub mod daemon;
 pub mod diag;
 pub mod diff;
 pub mod load;
+pub mod metrics;
 pub mod model;
 pub mod parse;
 pub mod reference;
