@@ -80,9 +80,7 @@ if [ -z "${BULKHEAD_BIN:-}" ] || [ -z "${TESTBED_BIN:-}" ]; then
     step "building Bulkhead (release)"
     command -v cargo >/dev/null || fatal "cargo is missing (install Rust stable: https://rustup.rs)"
     t0=$(now_ns)
-    cargo build --release --locked -p bulkhead-control -p bulkhead-testbed --bins ||
-      cargo build --release -p bulkhead-control -p bulkhead-testbed --bins ||
-      fatal "build failed"
+    cargo build --release -p bulkhead-control -p bulkhead-testbed --bins || fatal "build failed"
     say "built in $(($(ms_since "$t0") / 1000)) s"
     profiles=(release)
   else
@@ -356,7 +354,7 @@ snap() { ctl stats --json >"$1" 2>"$1.err" || echo '{}' >"$1"; }
 # quarantined, ...). Missing counters read as 0.
 counter() { # file name
   jq -r --arg k "$2" '
-    (.total // .totals // .) as $t
+    (.data // .) as $d | ($d.total // $d) as $t
     | [($t[$k]?), ($t.verdicts[$k]?), ($t.drops[$k]?), ($t.counters[$k]?), ($t.counters.drops[$k]?)]
     | map(select(type == "number")) | (first // 0)' "$1" 2>/dev/null || echo 0
 }
@@ -568,15 +566,28 @@ if [ -n "$last_sent" ]; then
 else
   obs="stream never carried data"
 fi
-fwobs="quarantined +$dq; reply: $(tr '\n' ' ' <"$WORK/quarantine.txt" | cut -c1-120)"
-if [ "$qrc" = 0 ] && [ "$before_lines" -ge 10 ] && [ "$mid_lines" = "$end_lines" ] && [ "$after_cmd" = 0 ] && [ "$dq" -ge 1 ]; then
+fwobs="quarantined +$dq"
+qlog=0
+# The established flow is revalidated against the new generation and cut: a `revoked` record.
+if found=$(flowlog_find "${IP[$Q_HOST]}" "${IP[$Q_SERVER]}" tcp "$Q_PORT" revoked); then
+  fwobs="$fwobs; flow log: revoked, reason ${found% *}"
+  [ "${found% *}" = quarantined ] && qlog=1
+else
+  fwobs="$fwobs; no revoked record in the flow log"
+fi
+if [ "$qrc" = 0 ] && [ "$before_lines" -ge 10 ] && [ "$mid_lines" = "$end_lines" ] && [ "$after_cmd" = 0 ] &&
+  [ "$dq" -ge 1 ] && [ "$qlog" = 1 ]; then
   record PASS "quarantine cuts $Q_HOST's established stream to $Q_SERVER:$Q_PORT" "cut at once" "$obs" "$fwobs"
 else
   record FAIL "quarantine cuts $Q_HOST's established stream to $Q_SERVER:$Q_PORT" "cut at once" "$obs" "$fwobs (command rc $qrc)"
 fi
 kill_group "$STREAM_PG"
-ttc=$(grep -io 'time to contain[^,;]*' "$WORK/quarantine.txt" | head -n 1 || true)
-say "  ${B}time to contain${N}: ${ttc:-see the reply above}; demo's observation: last echo of a tick sent $((${rel:-0})) ms after the command"
+# The firewall's own measure: command received -> first enforced drop of the workload's traffic.
+ttc=$(jq -r '(.data // .) | .time_to_contain_ns // {} | select((.count // 0) > 0)
+  | "\(.max / 1000000) ms (command received -> first enforced drop; \(.count) measured)"' \
+  "$WORK/stats.q1" 2>/dev/null || true)
+say "  ${B}time to contain${N}: ${ttc:-not reported by bulkhead stats}"
+say "  on the wire: the last tick that made the round trip was sent ${rel:-?} ms after the command was issued"
 
 # A new connection from the quarantined host fails; its neighbour in the same zone is unaffected.
 snap "$WORK/stats.q2"
@@ -601,8 +612,10 @@ step "live view: bulkhead top --once"
 ctl top --once 2>&1 | sed 's/^/  /' || warn "bulkhead top --once failed"
 step "latency percentiles (per packet, through the engine)"
 snap "$WORK/stats.final"
-jq -r '(.total // .totals // .) as $t | ($t.latency // .latency // {})
-  | to_entries | map("  \(.key) = \(.value)") | .[]' "$WORK/stats.final" 2>/dev/null || true
+jq -r '(.data // .) as $d | ($d.latency_ns // {}) as $l
+  | if ($l.count // 0) == 0 then "  (no latency samples)" else
+    "  \($l.count) packets: p50 \($l.p50 / 1000) us, p90 \($l.p90 / 1000) us, p99 \($l.p99 / 1000) us, p99.9 \($l.p999 / 1000) us, max \($l.max / 1000) us" end' \
+  "$WORK/stats.final" 2>/dev/null || warn "no latency figures in bulkhead stats --json"
 
 step "Prometheus endpoint (http://$METRICS_ADDR/metrics in $FW_NS)"
 if ip netns exec "$FW_NS" timeout --foreground 5 bash -c '
