@@ -1,0 +1,177 @@
+//! Runs the `bulkhead` binary as a user would: every shipped example passes its cases, bad
+//! policies fail with positioned errors, trace/diff print what they promise, and `acl match`
+//! agrees with a linear first-match scan on ClassBench data.
+
+use bulkhead_tables::classifier::reference_classify;
+use bulkhead_tables::ClassifierRule;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn bin() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_bulkhead"))
+}
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+}
+
+fn run(args: &[&str]) -> Output {
+    bin().args(args).current_dir(root()).output().expect("runs bulkhead")
+}
+
+fn text(o: &Output) -> (String, String) {
+    (String::from_utf8_lossy(&o.stdout).into_owned(), String::from_utf8_lossy(&o.stderr).into_owned())
+}
+
+fn tmp(name: &str, content: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("bulkhead-cli-test-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let p = dir.join(name);
+    std::fs::write(&p, content).unwrap();
+    p
+}
+
+/// Every `config/<example>/` with a `policy/` and a `cases.yaml` passes `policy test`.
+#[test]
+fn every_example_passes_its_cases() {
+    let mut n = 0;
+    let mut dirs: Vec<PathBuf> = std::fs::read_dir(root().join("config")).unwrap().map(|e| e.unwrap().path()).collect();
+    dirs.sort();
+    for d in dirs {
+        let (policy, cases) = (d.join("policy"), d.join("cases.yaml"));
+        if !policy.is_dir() || !cases.is_file() {
+            continue;
+        }
+        let o = run(&["policy", "check", policy.to_str().unwrap()]);
+        assert!(o.status.success(), "check {}: {:?}", d.display(), text(&o));
+        let o = run(&["policy", "test", policy.to_str().unwrap(), "--cases", cases.to_str().unwrap()]);
+        let (out, err) = text(&o);
+        assert!(o.status.success(), "test {}:\n{out}\n{err}", d.display());
+        assert!(out.contains(" passed, 0 failed"), "{out}");
+        n += 1;
+    }
+    assert!(n >= 6, "expected at least 6 examples with cases, found {n}");
+}
+
+#[test]
+fn check_reports_positioned_errors_and_fails() {
+    let p = tmp(
+        "bad.yaml",
+        "apiVersion: bulkhead.io/v1\nkind: Identity\nmetadata: {name: web}\nspec:\n  addresses: [198.18.1.1/24]\n  lables: {}\n",
+    );
+    let o = run(&["policy", "check", p.to_str().unwrap()]);
+    let (_, err) = text(&o);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(err.contains("bad.yaml:5:15: error: `198.18.1.1/24` has host bits set"), "{err}");
+    assert!(err.contains("bad.yaml:6:3: error: unknown field `lables`"), "{err}");
+}
+
+#[test]
+fn check_clean_policy_exits_zero_with_stats() {
+    let o = run(&["policy", "check", "config/zones/policy", "--stats"]);
+    let (out, _) = text(&o);
+    assert!(o.status.success());
+    assert!(out.starts_with("ok: 4 identities"), "{out}");
+    assert!(out.contains("compile total:"), "{out}");
+}
+
+#[test]
+fn test_reports_failures_and_exits_nonzero() {
+    let cases = tmp(
+        "cases.yaml",
+        "cases:\n  - {name: wrong on purpose, from: dev-hosts, to: prod-web, port: 443, expect: allow}\n  - {from: corp-clients, to: prod-web, port: 443, expect: allow}\n",
+    );
+    let o = run(&["policy", "test", "config/zones/policy", "--cases", cases.to_str().unwrap()]);
+    let (out, err) = text(&o);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(err.contains("cases.yaml:2:5: FAIL wrong on purpose"), "{err}");
+    assert!(err.contains("expected allow, got deny (decided by zones/dev-never-prod)"), "{err}");
+    assert!(out.contains("1 passed, 1 failed"), "{out}");
+}
+
+#[test]
+fn trace_explains_deny_and_default_deny() {
+    let o = run(&["policy", "trace", "--policy", "config/zones/policy", "--from", "198.18.20.5", "--to", "198.18.30.10", "--proto", "tcp", "--dport", "443"]);
+    let (out, _) = text(&o);
+    assert!(o.status.success());
+    assert!(out.contains("identity dev-hosts"), "{out}");
+    assert!(out.contains("identity prod-web"), "{out}");
+    assert!(out.contains("deny rule zones/dev-never-prod"), "{out}");
+    assert!(out.contains("verdict      deny"), "{out}");
+
+    let o = run(&["policy", "trace", "--policy", "config/zones/policy", "--from", "198.18.10.5", "--to", "198.18.30.70", "--dport", "5432"]);
+    let (out, _) = text(&o);
+    assert!(out.contains("default deny"), "{out}");
+
+    let o = run(&["policy", "trace", "--policy", "config/demo/policy", "--from", "198.18.1.20", "--to", "198.19.1.30", "--dport", "80"]);
+    let (out, _) = text(&o);
+    assert!(out.contains("mode         monitor (from the source's segment dev)"), "{out}");
+    assert!(out.contains("verdict      would_deny"), "{out}");
+}
+
+#[test]
+fn diff_shows_changed_pairs() {
+    let old = root().join("config/zones/policy");
+    let newdir = std::env::temp_dir().join(format!("bulkhead-diff-{}", std::process::id()));
+    std::fs::create_dir_all(&newdir).unwrap();
+    for f in ["identities.yaml", "settings.yaml"] {
+        std::fs::copy(old.join(f), newdir.join(f)).unwrap();
+    }
+    let rules = std::fs::read_to_string(old.join("rules.yaml")).unwrap().replace("port: 5432", "port: 5432-5433");
+    std::fs::write(newdir.join("rules.yaml"), rules).unwrap();
+    let o = run(&["policy", "diff", old.to_str().unwrap(), newdir.to_str().unwrap()]);
+    let (out, _) = text(&o);
+    assert!(o.status.success());
+    assert!(out.contains("FROM"), "{out}");
+    let row = out.lines().find(|l| l.contains("tcp/5433")).unwrap_or_else(|| panic!("no tcp/5433 row:\n{out}"));
+    assert!(row.starts_with("prod-web") && row.contains("prod-db") && row.contains("deny") && row.contains("allow"), "{row}");
+    assert!(out.contains("1 changes"), "{out}");
+    let o = run(&["policy", "diff", old.to_str().unwrap(), old.to_str().unwrap()]);
+    assert!(text(&o).0.contains("no verdict changes"));
+}
+
+fn linear(rules_path: &Path, trace_path: &Path, limit: usize) -> Vec<i64> {
+    let rules: Vec<ClassifierRule> =
+        bulkhead_tables::classbench::parse_rules(&std::fs::read_to_string(rules_path).unwrap()).unwrap();
+    let keys = bulkhead_tables::classbench::parse_trace_keys(&std::fs::read_to_string(trace_path).unwrap()).unwrap();
+    keys.iter().take(limit).map(|k| reference_classify(&rules, k).map_or(-1, i64::from)).collect()
+}
+
+fn acl_check(set: &str, limit: usize) {
+    let data = root().parent().unwrap().join("shared/data/classbench");
+    let data = if data.is_dir() { data } else { PathBuf::from("/work/shared/data/classbench") };
+    let rules = data.join(set);
+    let trace_full = data.join(format!("{set}_trace"));
+    // A cut trace keeps the debug-build test fast; the first `limit` lines.
+    let cut: String = std::fs::read_to_string(&trace_full).unwrap().lines().take(limit).map(|l| format!("{l}\n")).collect();
+    let trace = tmp(&format!("{set}_trace_cut"), &cut);
+    let o = run(&["acl", "match", "--rules", rules.to_str().unwrap(), "--trace", trace.to_str().unwrap()]);
+    assert!(o.status.success(), "{:?}", text(&o));
+    let got: Vec<i64> = text(&o).0.lines().map(|l| l.parse().unwrap()).collect();
+    let want = linear(&rules, &trace, limit);
+    assert_eq!(got.len(), want.len());
+    for (i, (g, w)) in got.iter().zip(&want).enumerate() {
+        assert_eq!(g, w, "{set} trace line {}", i + 1);
+    }
+}
+
+#[test]
+fn acl_match_agrees_with_linear_scan_on_classbench_1k() {
+    for set in ["acl1_1000", "fw1_1000", "ipc1_1000"] {
+        acl_check(set, usize::MAX);
+    }
+}
+
+#[test]
+fn acl_match_agrees_with_linear_scan_on_classbench_10k() {
+    acl_check("acl1_10000", 5000);
+}
+
+#[test]
+fn acl_match_reports_bad_rule_file() {
+    let r = tmp("bad_rules", "@1.2.3.4/32\t1.2.3.4/32\t0 : 1\t9 : 1\t0x06/0xFF\t0x0000/0x0000\n");
+    let t = tmp("t", "1 2 3 4 6\n");
+    let o = run(&["acl", "match", "--rules", r.to_str().unwrap(), "--trace", t.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(text(&o).1.contains("bad_rules:1:"), "{:?}", text(&o));
+}
