@@ -55,6 +55,9 @@ pub(crate) struct Handoff {
     pub forward: bool,
 }
 
+// The ring slot size quoted in the crate docs' cost section.
+const _: () = assert!(std::mem::size_of::<Handoff>() <= 40);
+
 impl Handoff {
     pub fn side(&self) -> Side {
         if self.outside {

@@ -225,4 +225,79 @@ mod tests {
         t.join().unwrap();
         assert!(c.is_empty());
     }
+
+    /// Not a check: prints the cost of a handoff round trip between two threads in batches of 64
+    /// (run with `--release handoff_cost -- --ignored --nocapture`; on a shared machine the figure
+    /// includes whatever else runs on the two cores).
+    #[test]
+    #[ignore]
+    fn handoff_cost() {
+        #[derive(Clone, Copy, Default)]
+        #[allow(dead_code)]
+        struct Slot([u64; 4]); // the size of a handoff entry
+        const FRAMES: u64 = 4_000_000;
+        const BATCH: usize = 64;
+        let (mut to_owner, mut at_owner) = spsc::<Slot>(512);
+        let (mut back, mut at_receiver) = spsc::<Slot>(512);
+        let owner = std::thread::spawn(move || {
+            let mut buf = [Slot::default(); BATCH];
+            let mut done = 0u64;
+            while done < FRAMES {
+                let n = at_owner.pop_batch(&mut buf);
+                for s in &mut buf[..n] {
+                    s.0[3] = 1; // the verdict
+                    assert!(back.push(*s));
+                }
+                back.publish();
+                done += n as u64;
+                if n == 0 {
+                    std::hint::spin_loop();
+                }
+            }
+        });
+        let start = std::time::Instant::now();
+        let (mut sent, mut returned, mut out) = (0u64, 0u64, 0usize);
+        let mut buf = [Slot::default(); BATCH];
+        while returned < FRAMES {
+            let mut k = 0;
+            while sent < FRAMES && out < 512 && k < BATCH && to_owner.push(Slot([sent, 0, 0, 0])) {
+                sent += 1;
+                out += 1;
+                k += 1;
+            }
+            to_owner.publish();
+            let n = at_receiver.pop_batch(&mut buf);
+            returned += n as u64;
+            out -= n;
+        }
+        let ns = start.elapsed().as_nanos() as f64 / FRAMES as f64;
+        owner.join().unwrap();
+        eprintln!("handoff + verdict through two SPSC rings, two threads: {ns:.1} ns/frame wall clock");
+
+        // The same four ring operations per frame on one thread: the instruction cost, without
+        // the cache-line transfers between cores.
+        let cpu = || {
+            let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+            // SAFETY: `ts` is valid for writes.
+            unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+            ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+        };
+        let (mut p1, mut c1) = spsc::<Slot>(512);
+        let (mut p2, mut c2) = spsc::<Slot>(512);
+        let t0 = cpu();
+        for i in 0..FRAMES / BATCH as u64 {
+            for k in 0..BATCH as u64 {
+                p1.push(Slot([i, k, 0, 0]));
+            }
+            p1.publish();
+            let n = c1.pop_batch(&mut buf);
+            for s in &buf[..n] {
+                p2.push(std::hint::black_box(*s));
+            }
+            p2.publish();
+            c2.pop_batch(&mut buf);
+        }
+        let ns1 = (cpu() - t0) as f64 / FRAMES as f64;
+        eprintln!("the same ring operations on one thread: {ns1:.1} ns/frame on-CPU (batches of {BATCH})");
+    }
 }
