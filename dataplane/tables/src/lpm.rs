@@ -14,15 +14,18 @@
 //!
 //! # Design
 //!
-//! **IPv4: a 16-8-8 multibit trie** (the DIR-24-8 idea of Gupta, Lin and McKeown with a 16-bit
-//! first stride). A direct 65,536-entry root table is indexed by the top 16 bits; an entry is either
-//! an identity (leaf) or, with bit 31 set, the index of a 256-entry chunk for the next 8 bits, and
-//! the same again for the last 8 bits. A lookup is one to three dependent loads, with no branches
-//! on prefix lengths. Prefixes are expanded (controlled prefix expansion) at build time, shortest
-//! first, so a longer prefix simply overwrites the range of a shorter one. Memory: 256 KiB for the
-//! root plus 1 KiB per chunk; a chunk exists only under a /16 (or /24) that holds a longer prefix.
-//! The first stride is 16 rather than DPDK's 24 so that a small policy costs 256 KiB, not 64 MiB,
-//! which matters because every policy generation is a fresh table set.
+//! **IPv4: a 16-8-4-4 multibit trie** (the DIR-24-8 idea of Gupta, Lin and McKeown, with a 16-bit
+//! first stride and short lower strides). A direct 65,536-entry root table is indexed by the top 16
+//! bits; an entry is either an identity (leaf) or, with bit 31 set, the index of a chunk for the
+//! next stride (256 entries for bits 8-15, then 16 entries for bits 4-7 and 16 for bits 0-3). A
+//! lookup is one to four dependent loads with no branches on prefix lengths; addresses covered by
+//! a prefix of /16 or shorter cost one load. Prefixes are expanded (controlled prefix expansion) at
+//! build time, shortest first, so a longer prefix simply overwrites its part of a shorter one.
+//! Memory: 256 KiB for the root, 1 KiB per /16 that holds a longer prefix, 64 bytes per /24 and per
+//! /28 that holds a longer one. The first stride is 16 rather than DPDK's 24 so that a small policy
+//! costs 256 KiB, not 64 MiB (every policy generation is a fresh table set); the 4-bit lower strides
+//! keep a lone /32 at 128 bytes instead of the 1 KiB a 256-entry chunk would cost. What would
+//! shrink it further is Poptrie-style bitmap compression of the chunks (Asai and Ohara).
 //!
 //! **IPv6: one hash table per distinct prefix length**, probed longest first; the first hit is the
 //! answer. The cost is one probe per distinct length present (deployments use a handful: /48, /56,
@@ -30,9 +33,25 @@
 //! Binary search on lengths with markers (Waldvogel et al.) would bound probes by log2(129) if a
 //! policy ever used many lengths.
 //!
-//! ## Measured (release build, one core of the 2-core dev machine)
+//! ## Measured
 //!
-//! See `benches/lpm.rs` (`BULKHEAD_BENCH_SUMMARY=1 cargo bench -p bulkhead-tables --bench lpm`).
+//! `BULKHEAD_BENCH_SUMMARY=1 cargo bench -p bulkhead-tables --bench lpm` (release, fat LTO), on the
+//! 2-core development VM under heavy load from other builds (on-CPU time; caches shared, so the
+//! lookup rates are a floor). `random` spreads a BGP-like length mix uniformly over the address
+//! space (the trie's worst case for memory); `dc` is 4,096 /20 subnets with 1M workload /32s.
+//! Lookups: half inside an inserted prefix, half uniformly random.
+//!
+//! | prefix set (v4 + v6) | build ms | memory MiB | bytes/prefix | v4 Mlookups/s | v6 Mlookups/s |
+//! |---|---:|---:|---:|---:|---:|
+//! | random 10000 + 1000 | 13 | 8.9 | 863 | 36.2 | 18.5 |
+//! | random 100000 + 10000 | 85 | 50.5 | 496 | 16.1 | 22.3 |
+//! | random 1000000 + 0 | 467 | 77.9 | 86 | 11.3 | - |
+//! | random 1000000 + 100000 | 462 | 82.0 | 84 | 13.7 | 8.4 |
+//! | dc 1000000 + 0 | 355 | 47.4 | 51 | 8.2 | - |
+//!
+//! 1M prefixes: 48-82 MiB. (A first version with 256-entry chunks at both lower levels needed
+//! 256 MiB for the random million.) The memory is dominated by the 1 KiB second-level chunks, one
+//! per /16 holding a longer prefix: a sparse map pays for the /16s it touches.
 
 use crate::{IdentityId, WORLD};
 use hashbrown::HashMap;
@@ -102,12 +121,15 @@ fn mask128(len: u8) -> u128 {
     }
 }
 
-/// The 16-8-8 IPv4 trie.
+/// Bits consumed by each level of the IPv4 trie below the 16-bit root.
+const STRIDES: [u32; 3] = [8, 4, 4];
+
+/// The 16-8-4-4 IPv4 trie.
 #[derive(Clone)]
 struct V4Trie {
     root: Vec<u32>,
-    /// 256-entry chunks, back to back.
-    chunks: Vec<u32>,
+    /// Per level below the root: chunks of `1 << STRIDES[i]` entries, back to back.
+    levels: [Vec<u32>; 3],
 }
 
 impl V4Trie {
@@ -115,47 +137,57 @@ impl V4Trie {
         let mut sorted: Vec<(u8, u32, IdentityId)> =
             prefixes.iter().map(|(&(a, l), &id)| (l, a, id)).collect();
         sorted.sort_unstable();
-        let mut t = V4Trie { root: vec![WORLD; 1 << 16], chunks: Vec::new() };
+        let mut t = V4Trie { root: vec![WORLD; 1 << 16], levels: [Vec::new(), Vec::new(), Vec::new()] };
         for (len, addr, id) in sorted {
             t.write(addr, len, id);
+        }
+        for l in &mut t.levels {
+            l.shrink_to_fit();
         }
         t
     }
 
-    /// The chunk under `entry`, created (filled with the entry's leaf) if it is a leaf.
-    fn child(chunks: &mut Vec<u32>, entry: &mut u32) -> usize {
-        if *entry & CHILD != 0 {
-            return ((*entry & !CHILD) as usize) << 8;
-        }
-        let idx = chunks.len() >> 8;
-        chunks.extend(std::iter::repeat_n(*entry, 256));
-        *entry = CHILD | idx as u32;
-        idx << 8
-    }
-
     /// Expands one prefix. Prefixes arrive shortest first, so the range being written never holds
-    /// a child pointer yet (children are only made by longer prefixes).
+    /// a child pointer yet (children are only made by longer prefixes), and a longer prefix simply
+    /// overwrites its part of a shorter one.
     fn write(&mut self, addr: u32, len: u8, id: IdentityId) {
         let len = u32::from(len);
         if len <= 16 {
             let start = (addr >> 16) as usize;
-            let n = 1usize << (16 - len);
-            self.root[start..start + n].fill(id);
+            self.root[start..start + (1usize << (16 - len))].fill(id);
             return;
         }
-        let base2 = Self::child(&mut self.chunks, &mut self.root[(addr >> 16) as usize]);
-        let i2 = ((addr >> 8) & 0xFF) as usize;
-        if len <= 24 {
-            let n = 1usize << (24 - len);
-            self.chunks[base2 + i2..base2 + i2 + n].fill(id);
-            return;
+        // Walk down, creating chunks (filled with the covering leaf) where needed.
+        let mut entry_ref: (Option<usize>, usize) = (None, (addr >> 16) as usize);
+        let mut consumed = 16u32;
+        for (level, &stride) in STRIDES.iter().enumerate() {
+            let entry = match entry_ref.0 {
+                None => self.root[entry_ref.1],
+                Some(l) => self.levels[l][entry_ref.1],
+            };
+            let base = if entry & CHILD != 0 {
+                ((entry & !CHILD) as usize) << stride
+            } else {
+                let chunks = &mut self.levels[level];
+                let idx = chunks.len() >> stride;
+                chunks.extend(std::iter::repeat_n(entry, 1 << stride));
+                let child = CHILD | idx as u32;
+                match entry_ref.0 {
+                    None => self.root[entry_ref.1] = child,
+                    Some(l) => self.levels[l][entry_ref.1] = child,
+                }
+                idx << stride
+            };
+            let shift = 32 - consumed - stride;
+            let index = ((addr >> shift) & ((1 << stride) - 1)) as usize;
+            consumed += stride;
+            if len <= consumed {
+                let n = 1usize << (consumed - len);
+                self.levels[level][base + index..base + index + n].fill(id);
+                return;
+            }
+            entry_ref = (Some(level), base + index);
         }
-        let mut e = self.chunks[base2 + i2];
-        let base3 = Self::child(&mut self.chunks, &mut e);
-        self.chunks[base2 + i2] = e;
-        let i3 = (addr & 0xFF) as usize;
-        let n = 1usize << (32 - len);
-        self.chunks[base3 + i3..base3 + i3 + n].fill(id);
     }
 
     #[inline]
@@ -164,15 +196,19 @@ impl V4Trie {
         if e & CHILD == 0 {
             return e;
         }
-        let e = self.chunks[(((e & !CHILD) as usize) << 8) | ((a >> 8) & 0xFF) as usize];
+        let e = self.levels[0][(((e & !CHILD) as usize) << 8) | ((a >> 8) & 0xFF) as usize];
         if e & CHILD == 0 {
             return e;
         }
-        self.chunks[(((e & !CHILD) as usize) << 8) | (a & 0xFF) as usize]
+        let e = self.levels[1][(((e & !CHILD) as usize) << 4) | ((a >> 4) & 0xF) as usize];
+        if e & CHILD == 0 {
+            return e;
+        }
+        self.levels[2][(((e & !CHILD) as usize) << 4) | (a & 0xF) as usize]
     }
 
     fn memory_bytes(&self) -> usize {
-        (self.root.capacity() + self.chunks.capacity()) * 4
+        (self.root.capacity() + self.levels.iter().map(Vec::capacity).sum::<usize>()) * 4
     }
 }
 
@@ -409,7 +445,7 @@ mod tests {
         b.insert(v4("10.1.2.3"), 32, 1);
         let m = b.build();
         // Root (256 KiB) + one chunk per level below it.
-        assert_eq!(m.memory_bytes(), (65536 + 256 + 256) * 4);
+        assert_eq!(m.memory_bytes(), (65536 + 256 + 16 + 16) * 4);
         assert!(format!("{m:?}").contains("prefixes: 1"));
     }
 }

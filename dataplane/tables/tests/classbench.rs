@@ -42,10 +42,15 @@ fn check(name: &str) {
     let c = b.build();
     assert_eq!(c.len(), rules.len());
 
+    let keys: Vec<ClassifierKey> = trace.iter().map(|h| h.key).collect();
+    let mut batch = vec![None; keys.len()];
+    c.classify_batch(&keys, &mut batch);
+
     let mut earlier_than_generator = 0usize;
     for (n, h) in trace.iter().enumerate() {
         let want = first_match(&rules, &h.key);
         assert_eq!(c.classify(&h.key), want, "{name} trace line {}: {:?}", n + 1, h.key);
+        assert_eq!(batch[n], want, "{name} (batch) trace line {}: {:?}", n + 1, h.key);
         if n % 97 == 0 {
             assert_eq!(reference_classify(&rules, &h.key), want);
         }

@@ -127,10 +127,14 @@ proptest! {
         let c2 = b.clone().build_tuned(tight);
         let c = b.build();
         prop_assert_eq!(c.len(), rules.len());
-        for k in keys_for(&rules, &extra) {
-            let want = reference_classify(&rules, &k);
-            prop_assert_eq!(c.classify(&k), want, "key {:?}", k);
-            prop_assert_eq!(c2.classify(&k), want, "tight tuning, key {:?}", k);
+        let keys = keys_for(&rules, &extra);
+        let mut batch = vec![Some(u32::MAX); keys.len()];
+        c.classify_batch(&keys, &mut batch);
+        for (k, got) in keys.iter().zip(&batch) {
+            let want = reference_classify(&rules, k);
+            prop_assert_eq!(c.classify(k), want, "key {:?}", k);
+            prop_assert_eq!(*got, want, "batch, key {:?}", k);
+            prop_assert_eq!(c2.classify(k), want, "tight tuning, key {:?}", k);
         }
     }
 
@@ -170,8 +174,12 @@ proptest! {
             prop_assert_eq!(c.len(), model.iter().flatten().count());
             // Check every few steps (and at the end) to keep the case fast.
             if step % 8 == 7 || step + 1 == ops.len() {
-                for k in &keys {
-                    prop_assert_eq!(c.classify(k), reference_live(&model, k), "after step {} key {:?}", step, k);
+                let mut batch = vec![None; keys.len()];
+                c.classify_batch(&keys, &mut batch);
+                for (k, got) in keys.iter().zip(&batch) {
+                    let want = reference_live(&model, k);
+                    prop_assert_eq!(c.classify(k), want, "after step {} key {:?}", step, k);
+                    prop_assert_eq!(*got, want, "batch after step {} key {:?}", step, k);
                 }
             }
         }
