@@ -271,18 +271,6 @@ struct Bucket {
     _pad: u32,
 }
 
-impl Bucket {
-    /// Bit i set when slot i's tag equals `tag` (branch-free, so it compiles to SIMD compares).
-    #[inline]
-    fn matches(&self, tag: u32) -> u32 {
-        let mut m = 0u32;
-        for (i, t) in self.tags.iter().enumerate() {
-            m |= u32::from(*t == tag) << i;
-        }
-        m
-    }
-}
-
 impl Default for Bucket {
     fn default() -> Self {
         Self { tags: [0; SLOTS], overflow: 0, slot: [NONE; SLOTS], _pad: 0 }
@@ -345,12 +333,8 @@ impl FlowTable {
     #[inline]
     pub fn candidate(&self, h: u64) -> u32 {
         let Some(b) = self.buckets.get(self.home(h)) else { return NONE };
-        let m = b.matches(Self::tag(h));
-        if m == 0 {
-            NONE
-        } else {
-            b.slot[(m.trailing_zeros() as usize) % SLOTS]
-        }
+        let tag = Self::tag(h);
+        b.tags.iter().zip(b.slot.iter()).find(|(t, _)| **t == tag).map_or(NONE, |(_, s)| *s)
     }
 
     /// Prefetch step 2b: loads a record. A 104-byte record may straddle up to three cache
@@ -367,13 +351,9 @@ impl FlowTable {
         let mut b = self.home(h);
         for _ in 0..self.buckets.len() {
             let bk = &self.buckets[b];
-            let mut m = bk.matches(tag);
-            while m != 0 {
-                let i = (m.trailing_zeros() as usize) % SLOTS;
-                m &= m - 1;
+            for (t, &s) in bk.tags.iter().zip(bk.slot.iter()) {
                 // An empty slot holds NONE, which `get` rejects, so tags need no emptiness check.
-                let s = bk.slot[i];
-                if self.slab.get(s as usize).is_some_and(|f| f.key == *key) {
+                if *t == tag && self.slab.get(s as usize).is_some_and(|f| f.key == *key) {
                     return Some(s);
                 }
             }
