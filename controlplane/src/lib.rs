@@ -19,6 +19,7 @@ pub mod model;
 pub mod parse;
 pub mod reference;
 pub mod replay;
+pub mod top;
 pub mod trace;
 pub mod yaml;
 

@@ -22,6 +22,8 @@ enum Command {
     Acl(cli::acl::AclCmd),
     /// Replay a capture through the engine under a policy (with hot swaps and quarantines).
     Replay(cli::replay::ReplayArgs),
+    /// Live counters of a running firewall (over the control socket).
+    Top(cli::top::TopArgs),
 }
 
 fn main() -> ExitCode {
@@ -29,5 +31,6 @@ fn main() -> ExitCode {
         Command::Policy(c) => cli::policy::run(c),
         Command::Acl(c) => cli::acl::run(c),
         Command::Replay(a) => cli::replay::run(a),
+        Command::Top(a) => cli::top::run(a),
     }
 }

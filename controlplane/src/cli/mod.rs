@@ -8,6 +8,7 @@
 pub mod acl;
 pub mod policy;
 pub mod replay;
+pub mod top;
 
 use crate::diag::Diagnostics;
 use std::process::ExitCode;
