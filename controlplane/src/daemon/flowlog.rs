@@ -324,6 +324,11 @@ impl FlowLogWriter {
         self.reopen.store(true, Ordering::Relaxed);
     }
 
+    /// The flag [`FlowLogWriter::reopen`] sets, for a thread that does not own the writer.
+    pub fn reopen_handle(&self) -> Arc<AtomicBool> {
+        Arc::clone(&self.reopen)
+    }
+
     /// Drains what is left, flushes and joins.
     pub fn stop(mut self) {
         self.stop.store(true, Ordering::Relaxed);
@@ -337,6 +342,10 @@ impl FlowLogWriter {
 /// waits while events keep coming).
 const FLUSH_EVERY: usize = 256;
 
+/// Called by the writer for every event, with the table set of its generation (the metrics
+/// KPIs hook in here).
+pub type EventObserver = Box<dyn Fn(&FlowEvent, &TableSet) + Send>;
+
 /// Starts the writer thread over the workers' queues.
 ///
 /// # Errors
@@ -345,6 +354,7 @@ pub fn spawn_writer(
     state: Arc<State>,
     queues: Vec<Arc<ArrayQueue<FlowEvent>>>,
     target: FlowLogTarget,
+    observer: Option<EventObserver>,
 ) -> std::io::Result<FlowLogWriter> {
     let mut out = target.open()?.map(|w| BufWriter::with_capacity(64 << 10, w));
     let stop = Arc::new(AtomicBool::new(false));
@@ -370,8 +380,14 @@ pub fn spawn_writer(
                     let Some(ev) = q.pop() else { break };
                     n += 1;
                     state.observe_quarantine_drop(&ev);
-                    let Some(o) = out.as_mut() else { continue };
+                    if out.is_none() && observer.is_none() {
+                        continue;
+                    }
                     let tables = state.tables_for(ev.generation);
+                    if let Some(f) = &observer {
+                        f(&ev, &tables);
+                    }
+                    let Some(o) = out.as_mut() else { continue };
                     line.clear();
                     let rec = record(&ev, &tables, state.wall_from_mono(ev.ts_ns));
                     if serde_json::to_writer(&mut line, &rec).is_err() {

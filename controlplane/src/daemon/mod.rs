@@ -4,9 +4,12 @@
 //!   policy info, per-worker counters and latency, quarantine list and time to contain, flow-log
 //!   counters).
 
+pub mod control;
 pub mod controller;
 pub mod flowlog;
 pub mod processor;
+pub mod protocol;
+pub mod run;
 pub mod state;
 
 pub use state::{

@@ -56,7 +56,9 @@ impl EngineProcessor {
             .iter()
             .find(|w| w.id == id)
             .map_or_else(|| Arc::new(FlowRequests::default()), |w| Arc::clone(&w.flows));
-        Self::new(worker, Arc::clone(state.tables()), requests)
+        let mut p = Self::new(worker, Arc::clone(state.tables()), requests);
+        p.released_unsent = Arc::clone(&state.frag_released_unsent);
+        p
     }
 
     pub fn worker(&self) -> &Worker {

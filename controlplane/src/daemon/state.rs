@@ -434,6 +434,9 @@ pub struct State {
     quarantine_pending: AtomicUsize,
     pub flow_log: FlowLogStats,
     pub reloads: ReloadStats,
+    /// Held fragments the engine released that the AF_XDP loop could not transmit (shared with
+    /// every `EngineProcessor`).
+    pub frag_released_unsent: Arc<AtomicU64>,
     stop: AtomicBool,
 }
 
@@ -462,6 +465,7 @@ impl State {
             quarantine_pending: AtomicUsize::new(0),
             flow_log: FlowLogStats::default(),
             reloads: ReloadStats::default(),
+            frag_released_unsent: Arc::new(AtomicU64::new(0)),
             stop: AtomicBool::new(false),
         }
     }
