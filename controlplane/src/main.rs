@@ -24,6 +24,19 @@ enum Command {
     Replay(cli::replay::ReplayArgs),
     /// Live counters of a running firewall (over the control socket).
     Top(cli::top::TopArgs),
+    /// Run the firewall between two interfaces.
+    Run(cli::run::RunArgs),
+    /// State of the running firewall: interfaces, policy generation, reloads.
+    Status(cli::ops::StatusArgs),
+    /// Counters, latency and time to contain of the running firewall.
+    Stats(cli::ops::StatsArgs),
+    /// Reload the policy (same as SIGHUP; a broken policy is rejected and the running one stays).
+    Reload(cli::ops::ReloadArgs),
+    /// Quarantine workloads (incident response).
+    #[command(subcommand)]
+    Quarantine(cli::ops::QuarantineCmd),
+    /// Live flows of the running firewall.
+    Flows(cli::ops::FlowsArgs),
 }
 
 fn main() -> ExitCode {
@@ -32,5 +45,11 @@ fn main() -> ExitCode {
         Command::Acl(c) => cli::acl::run(c),
         Command::Replay(a) => cli::replay::run(a),
         Command::Top(a) => cli::top::run(a),
+        Command::Run(a) => cli::run::run(a),
+        Command::Status(a) => cli::ops::status(a),
+        Command::Stats(a) => cli::ops::stats(a),
+        Command::Reload(a) => cli::ops::reload(a),
+        Command::Quarantine(c) => cli::ops::quarantine(c),
+        Command::Flows(a) => cli::ops::flows(a),
     }
 }

@@ -6,8 +6,10 @@
 //! `file:line:col: error: ...`); 2 usage errors (from clap).
 
 pub mod acl;
+pub mod ops;
 pub mod policy;
 pub mod replay;
+pub mod run;
 pub mod top;
 
 use crate::diag::Diagnostics;

@@ -1,0 +1,93 @@
+//! `bulkhead run`: start the firewall between two interfaces (see [`crate::daemon::run`]).
+
+use crate::daemon::protocol::DEFAULT_CONTROL_PATH;
+use crate::daemon::run::{LogFormat, RunConfig};
+use bulkhead_xdp::XdpMode;
+use clap::{Args, ValueEnum};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+/// XDP attach mode.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum ModeArg {
+    /// In the driver (fast path; veth supports it).
+    Native,
+    /// In the generic network stack (any device, slower).
+    Generic,
+}
+
+/// Daemon log format.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum LogFormatArg {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// The protected-side interface.
+    #[arg(long, value_name = "IFACE")]
+    pub inside: String,
+    /// The other-side interface.
+    #[arg(long, value_name = "IFACE")]
+    pub outside: String,
+    /// Policy file or directory (YAML).
+    #[arg(long, value_name = "PATH")]
+    pub policy: PathBuf,
+    /// Worker threads (one per queue pair).
+    #[arg(long, value_name = "N", default_value_t = 1)]
+    pub workers: u32,
+    /// XDP attach mode.
+    #[arg(long, value_enum, default_value_t = ModeArg::Native)]
+    pub xdp_mode: ModeArg,
+    /// Serve Prometheus metrics on ADDR (a bare port binds to 127.0.0.1).
+    #[arg(long, value_name = "ADDR")]
+    pub metrics: Option<String>,
+    /// Write flow logs (ECS JSON lines) to PATH, or `-` for stdout.
+    #[arg(long, value_name = "PATH|-")]
+    pub flow_log: Option<String>,
+    /// Also log connection start and end records (with packet and byte counts).
+    #[arg(long)]
+    pub flow_log_start_end: bool,
+    /// Control socket path.
+    #[arg(long, value_name = "PATH", default_value = DEFAULT_CONTROL_PATH)]
+    pub control: PathBuf,
+    /// Daemon log format (stderr; filter with BULKHEAD_LOG, e.g. `debug`).
+    #[arg(long, value_enum, default_value_t = LogFormatArg::Text)]
+    pub log_format: LogFormatArg,
+    /// Flow-table capacity per worker (memory is allocated once for it).
+    #[arg(long, value_name = "N", default_value_t = 1 << 18)]
+    pub flow_capacity: u32,
+    /// Flow-event queue capacity per worker (records beyond it are dropped and counted).
+    #[arg(long, value_name = "N", default_value_t = 1 << 16)]
+    pub flow_queue: usize,
+}
+
+impl RunArgs {
+    pub fn config(&self) -> RunConfig {
+        RunConfig {
+            inside: self.inside.clone(),
+            outside: self.outside.clone(),
+            policy: self.policy.clone(),
+            workers: self.workers,
+            xdp_mode: match self.xdp_mode {
+                ModeArg::Native => XdpMode::Native,
+                ModeArg::Generic => XdpMode::Generic,
+            },
+            metrics: self.metrics.clone(),
+            flow_log: self.flow_log.clone(),
+            flow_log_start_end: self.flow_log_start_end,
+            control: self.control.clone(),
+            log_format: match self.log_format {
+                LogFormatArg::Text => LogFormat::Text,
+                LogFormatArg::Json => LogFormat::Json,
+            },
+            flow_capacity: self.flow_capacity,
+            flow_queue: self.flow_queue,
+        }
+    }
+}
+
+pub fn run(a: RunArgs) -> ExitCode {
+    crate::daemon::run::run(a.config(), None)
+}
