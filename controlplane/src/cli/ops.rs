@@ -157,7 +157,11 @@ pub fn status(a: StatusArgs) -> ExitCode {
     call(&a.opt, &Request::Status, TIMEOUT, |v| {
         let s: StatusData = decode(v)?;
         let mut o = String::new();
-        let _ = writeln!(o, "bulkhead {} (pid {}), up {:.0}s since {}", s.version, s.pid, s.uptime_s, s.started_at);
+        let _ = writeln!(
+            o,
+            "bulkhead {} (pid {}), up {:.0}s since {}",
+            s.version, s.pid, s.uptime_s, s.started_at
+        );
         let _ = writeln!(
             o,
             "interfaces: inside {} outside {} ({} mode, {} worker{})",
@@ -180,7 +184,13 @@ pub fn status(a: StatusArgs) -> ExitCode {
         );
         let _ = writeln!(o, "reloads: {} ok, {} rejected", s.reloads_ok, s.reloads_failed);
         if let Some(f) = &s.last_reload_failure {
-            let _ = writeln!(o, "last rejected reload ({}, {}):\n{}", rfc3339(f.at_unix), f.path.display(), f.error);
+            let _ = writeln!(
+                o,
+                "last rejected reload ({}, {}):\n{}",
+                rfc3339(f.at_unix),
+                f.path.display(),
+                f.error
+            );
         }
         let _ = writeln!(o, "quarantined: {}", s.quarantined);
         if let Some(m) = &s.run.metrics {
@@ -206,7 +216,13 @@ fn counters_lines(o: &mut String, c: &CountersData, indent: &str) {
     let _ = writeln!(
         o,
         "{indent}flows active {}/{}  created {}  revoked {}  evicted {}  expired {}  closed {}",
-        c.flows_active, c.flow_capacity, c.flows_created, c.flows_revoked, c.flows_evicted, c.flows_expired, c.flows_closed
+        c.flows_active,
+        c.flow_capacity,
+        c.flows_created,
+        c.flows_revoked,
+        c.flows_evicted,
+        c.flows_expired,
+        c.flows_closed
     );
 }
 
@@ -214,7 +230,11 @@ pub fn stats(a: StatsArgs) -> ExitCode {
     call(&a.opt, &Request::Stats, TIMEOUT, |v| {
         let s: StatsData = decode(v)?;
         let mut o = String::new();
-        let _ = writeln!(o, "generation {}  uptime {:.0}s  quarantined {}", s.generation, s.uptime_s, s.quarantined);
+        let _ = writeln!(
+            o,
+            "generation {}  uptime {:.0}s  quarantined {}",
+            s.generation, s.uptime_s, s.quarantined
+        );
         let _ = writeln!(o, "total:");
         counters_lines(&mut o, &s.total, "  ");
         for w in &s.workers {
@@ -276,7 +296,12 @@ fn absolute(p: &Path) -> PathBuf {
 }
 
 fn quarantine_line(e: &QuarantineData) -> String {
-    let mut s = format!("{}  ({}, generation {}", e.target, serde_json::to_value(e.source).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default(), e.generation);
+    let mut s = format!(
+        "{}  ({}, generation {}",
+        e.target,
+        serde_json::to_value(e.source).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default(),
+        e.generation
+    );
     if let Some(at) = &e.added_at {
         let _ = write!(s, ", since {at}");
     }
@@ -314,10 +339,12 @@ pub fn quarantine(c: QuarantineCmd) -> ExitCode {
                 })
             })
         }
-        QuarantineCmd::Remove { target, opt } => call(&opt, &Request::QuarantineRemove { target }, TIMEOUT, |v| {
-            let r: QuarantineRemoveData = decode(v)?;
-            Ok(format!("lifted the quarantine of {} (generation {})\n", r.target, r.generation))
-        }),
+        QuarantineCmd::Remove { target, opt } => {
+            call(&opt, &Request::QuarantineRemove { target }, TIMEOUT, |v| {
+                let r: QuarantineRemoveData = decode(v)?;
+                Ok(format!("lifted the quarantine of {} (generation {})\n", r.target, r.generation))
+            })
+        }
         QuarantineCmd::List { opt } => call(&opt, &Request::QuarantineList, TIMEOUT, |v| {
             let l: QuarantineListData = decode(v)?;
             let mut o = String::new();

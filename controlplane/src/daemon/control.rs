@@ -76,7 +76,8 @@ pub fn bind(path: &Path) -> io::Result<UnixListener> {
 /// # Errors
 /// When the kernel does not say.
 pub fn peer_uid(s: &UnixStream) -> io::Result<u32> {
-    let cred = nix::sys::socket::getsockopt(s, nix::sys::socket::sockopt::PeerCredentials).map_err(io::Error::from)?;
+    let cred = nix::sys::socket::getsockopt(s, nix::sys::socket::sockopt::PeerCredentials)
+        .map_err(io::Error::from)?;
     Ok(cred.uid())
 }
 
@@ -108,7 +109,9 @@ impl ControlServer {
             while !stop2.load(Ordering::Relaxed) {
                 match listener.accept() {
                     Ok((s, _)) => accept_one(s, &ctl, &active),
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => std::thread::sleep(Duration::from_millis(20)),
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                        std::thread::sleep(Duration::from_millis(20))
+                    }
                     Err(e) => {
                         tracing::warn!(error = %e, "control socket accept failed");
                         std::thread::sleep(Duration::from_millis(100));
@@ -143,7 +146,10 @@ fn accept_one(mut s: UnixStream, ctl: &Arc<Controller>, active: &Arc<AtomicUsize
         Ok(uid) if peer_allowed(uid) => {}
         Ok(uid) => {
             tracing::warn!(uid, "control socket: refused a peer that is neither root nor the daemon's user");
-            let _ = send(&mut s, &Reply::err("permission denied: only root or the daemon's user may use this socket"));
+            let _ = send(
+                &mut s,
+                &Reply::err("permission denied: only root or the daemon's user may use this socket"),
+            );
             return;
         }
         Err(e) => {
@@ -252,7 +258,9 @@ pub fn handle(ctl: &Controller, req: Request, received_mono_ns: u64) -> Reply {
                 s.map(|a| a.parse::<IpAddr>().map_err(|_| format!("`{a}` is not an IP address"))).transpose()
             };
             match (parse(from), parse(to)) {
-                (Ok(f), Ok(t)) => Reply::ok(flows(state, f, t, limit.unwrap_or(DEFAULT_FLOWS_LIMIT).min(MAX_FLOWS_LIMIT))),
+                (Ok(f), Ok(t)) => {
+                    Reply::ok(flows(state, f, t, limit.unwrap_or(DEFAULT_FLOWS_LIMIT).min(MAX_FLOWS_LIMIT)))
+                }
                 (Err(e), _) | (_, Err(e)) => Reply::err(e),
             }
         }
@@ -314,7 +322,8 @@ fn quarantine_data(_state: &State, e: &QuarantineEntry) -> QuarantineData {
         target: e.target.to_string(),
         source: e.source,
         exceptions: e.exceptions.iter().map(ToString::to_string).collect(),
-        added_at: (e.source == super::state::QuarantineSource::Runtime).then(|| rfc3339(e.added_at_unix as f64)),
+        added_at: (e.source == super::state::QuarantineSource::Runtime)
+            .then(|| rfc3339(e.added_at_unix as f64)),
         generation: e.generation,
         time_to_contain_ns: e.time_to_contain_ns,
     }
@@ -327,9 +336,7 @@ pub fn quarantine_list(state: &State) -> QuarantineListData {
         .quarantine
         .exceptions
         .iter()
-        .map(|x| {
-            QuarantineExceptionArg { peer: x.peer, proto: x.proto, ports: x.ports }.to_string()
-        })
+        .map(|x| QuarantineExceptionArg { peer: x.peer, proto: x.proto, ports: x.ports }.to_string())
         .collect();
     QuarantineListData {
         generation: tables.generation,
@@ -508,7 +515,9 @@ mod tests {
 
         server.stop();
         assert!(!sock.exists(), "the socket file is removed on stop");
-        assert!(request(&sock, &Request::Status, Duration::from_secs(1)).unwrap_err().contains("no bulkhead daemon"));
+        assert!(request(&sock, &Request::Status, Duration::from_secs(1))
+            .unwrap_err()
+            .contains("no bulkhead daemon"));
         let _ = std::fs::remove_file(&pol);
         let _ = std::fs::remove_dir(sock.parent().unwrap());
     }

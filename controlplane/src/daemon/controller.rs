@@ -13,8 +13,8 @@
 //! in a `Quarantine` object of the policy files.
 
 use super::state::{
-    unix_now, PolicyInfo, QuarantineEntry, QuarantineExceptionArg, QuarantineSource, QuarantineTarget, ReloadFailure,
-    State,
+    unix_now, PolicyInfo, QuarantineEntry, QuarantineExceptionArg, QuarantineSource, QuarantineTarget,
+    ReloadFailure, State,
 };
 use crate::compile::{compile, CompiledPolicy};
 use crate::diag::Loc;
@@ -81,7 +81,11 @@ pub fn with_runtime_quarantine(policy: &Policy, runtime: &[QuarantineEntry]) -> 
 ///
 /// # Errors
 /// The compiler's diagnostics (policy too large for the table format).
-pub fn compile_with(policy: &Policy, runtime: &[QuarantineEntry], generation: u64) -> Result<CompiledPolicy, String> {
+pub fn compile_with(
+    policy: &Policy,
+    runtime: &[QuarantineEntry],
+    generation: u64,
+) -> Result<CompiledPolicy, String> {
     compile(&with_runtime_quarantine(policy, runtime), generation).map_err(|d| d.to_string())
 }
 
@@ -110,10 +114,18 @@ fn policy_entries(policy: &Policy, generation: u64) -> Vec<QuarantineEntry> {
         generation,
         time_to_contain_ns: None,
     };
-    let mut v: Vec<QuarantineEntry> =
-        policy.quarantine.identities.iter().map(|(n, _)| entry(QuarantineTarget::Identity(n.clone()))).collect();
+    let mut v: Vec<QuarantineEntry> = policy
+        .quarantine
+        .identities
+        .iter()
+        .map(|(n, _)| entry(QuarantineTarget::Identity(n.clone())))
+        .collect();
     v.extend(
-        policy.quarantine.addresses.iter().map(|(c, _)| entry(QuarantineTarget::Address { net: c.addr, len: c.len })),
+        policy
+            .quarantine
+            .addresses
+            .iter()
+            .map(|(c, _)| entry(QuarantineTarget::Address { net: c.addr, len: c.len })),
     );
     v
 }
@@ -160,7 +172,9 @@ impl Controller {
     fn sync_runtime_from_state(&self, inner: &mut Inner) {
         let current = self.state.quarantine_entries();
         for e in inner.runtime.iter_mut() {
-            if let Some(s) = current.iter().find(|s| s.source == QuarantineSource::Runtime && s.target == e.target) {
+            if let Some(s) =
+                current.iter().find(|s| s.source == QuarantineSource::Runtime && s.target == e.target)
+            {
                 if s.added_mono_ns == e.added_mono_ns {
                     e.time_to_contain_ns = s.time_to_contain_ns;
                 }
@@ -396,7 +410,8 @@ spec:
             io: None,
             flows: Arc::new(FlowRequests::default()),
         };
-        let state = Arc::new(State::new(handle, policy_info(path, &policy, 1, "start"), RunInfo::default(), vec![w]));
+        let state =
+            Arc::new(State::new(handle, policy_info(path, &policy, 1, "start"), RunInfo::default(), vec![w]));
         Controller::new(state, path.to_path_buf(), policy)
     }
 
@@ -413,7 +428,8 @@ spec:
         assert_eq!(c.state().current().generation, 2);
         assert_eq!(c.state().policy().cause, "reload");
 
-        let broken = write_policy("apiVersion: bulkhead.io/v1\nkind: Identity\nmetadata: { name: x }\nspec: [\n");
+        let broken =
+            write_policy("apiVersion: bulkhead.io/v1\nkind: Identity\nmetadata: { name: x }\nspec: [\n");
         let err = c.reload(Some(broken.0.clone())).unwrap_err();
         assert!(err.contains(&broken.0.display().to_string()), "positioned error: {err}");
         assert_eq!(c.state().current().generation, 2, "the running policy stays");
@@ -442,8 +458,14 @@ spec:
         c.reload(None).unwrap();
         assert_eq!(c.state().current().judge(&allowed).decision, Decision::Quarantined);
 
-        assert!(c.quarantine_add("nosuch".parse().unwrap(), vec![], 6).unwrap_err().contains("unknown identity"));
-        assert!(c.quarantine_remove(&"198.18.1.99".parse().unwrap()).unwrap_err().contains("not quarantined"));
+        assert!(c
+            .quarantine_add("nosuch".parse().unwrap(), vec![], 6)
+            .unwrap_err()
+            .contains("unknown identity"));
+        assert!(c
+            .quarantine_remove(&"198.18.1.99".parse().unwrap())
+            .unwrap_err()
+            .contains("not quarantined"));
         let g = c.quarantine_remove(&"corp".parse().unwrap()).unwrap();
         assert_eq!(g, 4);
         assert!(matches!(c.state().current().judge(&allowed).decision, Decision::Allow { .. }));

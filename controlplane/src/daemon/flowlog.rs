@@ -184,7 +184,10 @@ pub fn verdict_name(ev: &FlowEvent) -> &'static str {
 /// for something other than policy.
 pub fn reason_name(ev: &FlowEvent) -> &'static str {
     if let Verdict::Drop(r) = ev.verdict {
-        if !matches!(r, DropReason::Revoked | DropReason::RuleDeny | DropReason::DefaultDeny | DropReason::Quarantined) {
+        if !matches!(
+            r,
+            DropReason::Revoked | DropReason::RuleDeny | DropReason::DefaultDeny | DropReason::Quarantined
+        ) {
             return r.as_str();
         }
     }
@@ -275,7 +278,10 @@ pub fn record(ev: &FlowEvent, tables: &TableSet, unix_ts: f64) -> Value {
         }
         root.insert("rule".into(), Value::Object(rule));
     }
-    root.insert("observer".into(), json!({ "type": "firewall", "product": "bulkhead", "vendor": "Bulkhead" }));
+    root.insert(
+        "observer".into(),
+        json!({ "type": "firewall", "product": "bulkhead", "vendor": "Bulkhead" }),
+    );
     root.insert("bulkhead".into(), Value::Object(bulkhead));
     Value::Object(root)
 }
@@ -400,7 +406,7 @@ pub fn spawn_writer(
                         state.flow_log.write_errors.fetch_add(1, Ordering::Relaxed);
                         state.flow_log.dropped.fetch_add(1, Ordering::Relaxed);
                     }
-                    if n % FLUSH_EVERY == 0 {
+                    if n.is_multiple_of(FLUSH_EVERY) {
                         let _ = o.flush();
                     }
                 }
@@ -429,6 +435,7 @@ mod tests {
     /// (proto, saddr, daddr, sport, dport, default-seed id, seed-1 id). Ports are the spec's port
     /// equivalents; None = a protocol without ports.
     #[allow(clippy::type_complexity)]
+    #[rustfmt::skip]
     const BASELINE: &[(u8, &str, &str, Option<(u16, u16)>, &str, &str)] = &[
         (58, "fe80::200:86ff:fe05:80da", "fe80::260:97ff:fe07:69ea", Some((135, 136)), "1:dGHyGvjMfljg6Bppwm3bg0LO8TY=", "1:kHa1FhMYIT6Ym2Vm2AOtoOARDzY="),
         (58, "fe80::260:97ff:fe07:69ea", "fe80::200:86ff:fe05:80da", Some((136, 135)), "1:dGHyGvjMfljg6Bppwm3bg0LO8TY=", "1:kHa1FhMYIT6Ym2Vm2AOtoOARDzY="),
@@ -461,7 +468,11 @@ mod tests {
             // Baseline ports are already port equivalents; ICMP one-way messages in it are
             // ordered anyway, so ordering is applied as for any other flow.
             assert_eq!(community_id_v1(0, sa, da, proto, sp, dp, false), want0, "{s} -> {d} proto {proto}");
-            assert_eq!(community_id_v1(1, sa, da, proto, sp, dp, false), want1, "seed 1: {s} -> {d} proto {proto}");
+            assert_eq!(
+                community_id_v1(1, sa, da, proto, sp, dp, false),
+                want1,
+                "seed 1: {s} -> {d} proto {proto}"
+            );
         }
     }
 
@@ -545,7 +556,8 @@ mod tests {
         assert_eq!((verdict_name(&st), reason_name(&st)), ("allowed", "allow"));
         let end = event(FlowEventKind::End, Verdict::WouldDeny, Decision::DefaultDeny);
         assert_eq!(verdict_name(&end), "would_deny");
-        let bad = event(FlowEventKind::Denied, Verdict::Drop(DropReason::InvalidState), Decision::DefaultDeny);
+        let bad =
+            event(FlowEventKind::Denied, Verdict::Drop(DropReason::InvalidState), Decision::DefaultDeny);
         assert_eq!(reason_name(&bad), "invalid_state");
         let icmp = FlowEvent { proto: 1, sport: 77, dport: 77, ..wd };
         let r = record(&icmp, &TableSet::empty(7), 0.0);

@@ -130,7 +130,11 @@ impl From<&bulkhead_engine::CountersSnapshot> for CountersData {
             pass: s.pass,
             would_deny: s.would_deny,
             dropped: s.dropped(),
-            drops: s.drops_by_reason().filter(|(_, n)| *n != 0).map(|(r, n)| (r.as_str().to_string(), n)).collect(),
+            drops: s
+                .drops_by_reason()
+                .filter(|(_, n)| *n != 0)
+                .map(|(r, n)| (r.as_str().to_string(), n))
+                .collect(),
             flows_active: s.flows_active,
             flow_capacity: s.flow_capacity,
             flows_created: s.flows_created,
@@ -345,17 +349,21 @@ mod tests {
                 wait_ms: None
             }
         );
+        assert_eq!(serde_json::to_string(&Request::Reload { path: None }).unwrap(), r#"{"verb":"reload"}"#);
         assert_eq!(
-            serde_json::to_string(&Request::Reload { path: None }).unwrap(),
-            r#"{"verb":"reload"}"#
-        );
-        assert_eq!(
-            serde_json::to_string(&Request::Flows { from: Some("198.18.1.10".into()), to: None, limit: Some(5) })
-                .unwrap(),
+            serde_json::to_string(&Request::Flows {
+                from: Some("198.18.1.10".into()),
+                to: None,
+                limit: Some(5)
+            })
+            .unwrap(),
             r#"{"verb":"flows","from":"198.18.1.10","limit":5}"#
         );
         assert!(serde_json::from_str::<Request>(r#"{"verb":"shutdown"}"#).is_err());
-        assert!(serde_json::from_str::<Request>(r#"{"verb":"quarantine_add"}"#).is_err(), "target is required");
+        assert!(
+            serde_json::from_str::<Request>(r#"{"verb":"quarantine_add"}"#).is_err(),
+            "target is required"
+        );
     }
 
     #[test]

@@ -186,7 +186,9 @@ pub fn run(cfg: RunConfig, metrics: Option<MetricsStarter>) -> ExitCode {
     let target = cfg.flow_log.as_deref().map_or(FlowLogTarget::None, FlowLogTarget::parse);
     let writer = match spawn_writer(Arc::clone(&state), queues, target, observer) {
         Ok(w) => w,
-        Err(e) => return fail(format!("cannot open the flow log {:?}: {e}", cfg.flow_log.as_deref().unwrap_or(""))),
+        Err(e) => {
+            return fail(format!("cannot open the flow log {:?}: {e}", cfg.flow_log.as_deref().unwrap_or("")))
+        }
     };
     let control = match ControlServer::start(&cfg.control, Arc::clone(&ctl)) {
         Ok(c) => c,

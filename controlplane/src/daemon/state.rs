@@ -24,7 +24,9 @@
 //!   the flow-event drain thread ([`State::observe_quarantine_drop`]), which always runs, whether
 //!   or not a flow log is written. Each measurement goes into an HdrHistogram (nanoseconds).
 
-use bulkhead_engine::{CountersSnapshot, FlowEvent, FlowSummary, LatencyRecorder, LatencySummary, WorkerCounters};
+use bulkhead_engine::{
+    CountersSnapshot, FlowEvent, FlowSummary, LatencyRecorder, LatencySummary, WorkerCounters,
+};
 use bulkhead_tables::{prefix_contains, Decision, PublishError, TableHandle, TableSet};
 use crossbeam_queue::ArrayQueue;
 use hdrhistogram::Histogram;
@@ -212,7 +214,9 @@ fn parse_cidr(s: &str) -> Result<Option<(IpAddr, u8)>, String> {
     let max = if ip.is_ipv4() { 32 } else { 128 };
     let len = match len {
         None => max,
-        Some(l) => l.parse::<u8>().ok().filter(|&l| l <= max).ok_or_else(|| format!("bad prefix length in `{s}`"))?,
+        Some(l) => {
+            l.parse::<u8>().ok().filter(|&l| l <= max).ok_or_else(|| format!("bad prefix length in `{s}`"))?
+        }
     };
     if !prefix_contains(ip, len, ip) || mask(ip, len) != ip {
         return Err(format!("`{s}` has host bits set (did you mean {}/{len}?)", mask(ip, len)));
@@ -306,7 +310,9 @@ fn parse_ports(p: &str) -> Result<(Option<u8>, (u16, u16)), String> {
                 "tcp" => 6,
                 "udp" => 17,
                 "sctp" => 132,
-                n => n.parse::<u8>().map_err(|_| format!("unknown protocol `{pr}` (tcp, udp, sctp or a number)"))?,
+                n => n
+                    .parse::<u8>()
+                    .map_err(|_| format!("unknown protocol `{pr}` (tcp, udp, sctp or a number)"))?,
             };
             (Some(proto), r)
         }
@@ -448,7 +454,12 @@ pub fn unix_now() -> f64 {
 impl State {
     /// Builds the state around the handle workers load from. `policy.generation` should be the
     /// handle's current generation.
-    pub fn new(tables: Arc<TableHandle>, policy: PolicyInfo, run: RunInfo, workers: Vec<WorkerHandle>) -> Self {
+    pub fn new(
+        tables: Arc<TableHandle>,
+        policy: PolicyInfo,
+        run: RunInfo,
+        workers: Vec<WorkerHandle>,
+    ) -> Self {
         let mut recent = VecDeque::with_capacity(RECENT_TABLES);
         recent.push_back(tables.load());
         State {
@@ -483,7 +494,12 @@ impl State {
     /// The table set of `generation` if it is one of the last [`RECENT_TABLES`], else the current.
     pub fn tables_for(&self, generation: u64) -> Arc<TableSet> {
         let recent = lock(&self.recent);
-        recent.iter().rev().find(|t| t.generation == generation).cloned().unwrap_or_else(|| self.tables.load())
+        recent
+            .iter()
+            .rev()
+            .find(|t| t.generation == generation)
+            .cloned()
+            .unwrap_or_else(|| self.tables.load())
     }
 
     /// Serializes control-plane writers (reload, quarantine): hold it from reading the current
