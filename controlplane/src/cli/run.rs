@@ -1,11 +1,15 @@
 //! `bulkhead run`: start the firewall between two interfaces (see [`crate::daemon::run`]).
 
+use crate::daemon::flowlog::EventObserver;
 use crate::daemon::protocol::DEFAULT_CONTROL_PATH;
 use crate::daemon::run::{LogFormat, RunConfig};
+use crate::daemon::State;
 use bulkhead_xdp::XdpMode;
 use clap::{Args, ValueEnum};
+use std::any::Any;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 
 /// XDP attach mode.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -88,6 +92,20 @@ impl RunArgs {
     }
 }
 
+/// Starts the Prometheus endpoint ([`crate::metrics`]) and hands its KPI counters to the
+/// flow-event drain.
+fn start_metrics(
+    addr: &str,
+    state: Arc<State>,
+) -> Result<(Box<dyn Any + Send>, Option<EventObserver>), String> {
+    let sa = crate::metrics::parse_listen_addr(addr)?;
+    let kpis = Arc::new(crate::metrics::Kpis::new());
+    let server = crate::metrics::serve(sa, state, Some(Arc::clone(&kpis))).map_err(|e| e.to_string())?;
+    tracing::info!(addr = %server.local_addr(), "metrics endpoint listening");
+    let observer: EventObserver = Box::new(move |ev, tables| kpis.observe(ev, tables));
+    Ok((Box::new(server), Some(observer)))
+}
+
 pub fn run(a: RunArgs) -> ExitCode {
-    crate::daemon::run::run(a.config(), None)
+    crate::daemon::run::run(a.config(), Some(start_metrics))
 }
