@@ -190,9 +190,9 @@ impl Worker {
         let len = frames.len().min(self.pre.len());
         // Pass 1: parse, key and hash.
         for (p, f) in self.pre.iter_mut().zip(frames.iter()) {
-            // Written in place, field by field: the parse result is large and copying a whole
-            // `Pre` per packet showed up in instruction counts.
-            p.parsed = bulkhead_wire::parse(f);
+            // Written in place, field by field: the parse result is large and copying it (or a
+            // whole `Pre`) per packet showed up in instruction counts.
+            bulkhead_wire::parse_into(f, &mut p.parsed);
             p.keyed = false;
             if let Ok(Parsed::Ip(info)) = &p.parsed {
                 if !info.is_ndp && info.quoted.is_none() && info.frag.is_none_or(|fr| fr.offset == 0) {

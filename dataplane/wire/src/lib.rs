@@ -3,6 +3,7 @@
 //! CONTRACT (the engine relies only on this):
 //! - [`parse()`] takes one Ethernet frame and returns either a [`Parsed`] summary or the
 //!   [`Malformed`] reason it was rejected. It never panics and never allocates, whatever the bytes.
+//!   [`parse_into()`] gives the same result written into a caller's slot (the batch path's form).
 //! - Every rejection branch has its own [`Malformed`] variant so that drops are counted per reason.
 //! - Checksums are not verified (the NIC / kernel does); see the [`mod@parse`] module docs for the full
 //!   list of what is checked, the fragment rules and why the views are hand-written rather than
@@ -17,7 +18,7 @@ pub mod builder;
 pub mod parse;
 pub mod pcap;
 
-pub use parse::{parse, MAX_EXT_HEADERS};
+pub use parse::{parse, parse_into, MAX_EXT_HEADERS};
 
 use std::net::IpAddr;
 

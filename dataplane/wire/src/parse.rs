@@ -54,31 +54,68 @@ pub const MAX_EXT_HEADERS: usize = 8;
 /// The [`Malformed`] reason the frame is dropped for.
 #[inline]
 pub fn parse(frame: &[u8]) -> Result<Parsed, Malformed> {
+    let mut out = Err(Malformed::TruncatedEthernet);
+    parse_into(frame, &mut out);
+    out
+}
+
+/// [`parse()`], writing the result into `out` in place (same result, whatever `out` held).
+///
+/// For the packet path: a batch keeps one result slot per frame, and filling it field by field
+/// avoids building the ~150-byte result on the stack and copying it out, which showed up in
+/// instruction counts (roughly a third of the parse cost of a 64-byte TCP frame).
+#[inline]
+pub fn parse_into(frame: &[u8], out: &mut Result<Parsed, Malformed>) {
     let Some((eth, mut rest)) = frame.split_first_chunk::<14>() else {
-        return Err(Malformed::TruncatedEthernet);
+        *out = Err(Malformed::TruncatedEthernet);
+        return;
     };
     let mut ethertype = u16::from_be_bytes([eth[12], eth[13]]);
     let mut tags = 0u8;
     while matches!(ethertype, TPID_8021Q | TPID_8021AD | TPID_QINQ_OLD) {
         if tags == 2 {
-            return Err(Malformed::TooManyVlanTags);
+            *out = Err(Malformed::TooManyVlanTags);
+            return;
         }
         let Some((tag, r)) = rest.split_first_chunk::<4>() else {
-            return Err(Malformed::TruncatedVlan);
+            *out = Err(Malformed::TruncatedVlan);
+            return;
         };
         ethertype = u16::from_be_bytes([tag[2], tag[3]]);
         rest = r;
         tags += 1;
     }
-    match ethertype {
-        ETH_IPV4 => parse_ipv4(rest, tags).map(Parsed::Ip),
-        ETH_IPV6 => parse_ipv6(rest, tags).map(Parsed::Ip),
-        ETH_ARP if rest.len() < 28 => Err(Malformed::TruncatedArp),
-        ETH_ARP => Ok(Parsed::Arp),
-        other => Ok(Parsed::OtherEthertype(other)),
+    let v6 = match ethertype {
+        ETH_IPV4 => false,
+        ETH_IPV6 => true,
+        ETH_ARP if rest.len() < 28 => {
+            *out = Err(Malformed::TruncatedArp);
+            return;
+        }
+        ETH_ARP => {
+            *out = Ok(Parsed::Arp);
+            return;
+        }
+        other => {
+            *out = Ok(Parsed::OtherEthertype(other));
+            return;
+        }
+    };
+    if !matches!(out, Ok(Parsed::Ip(_))) {
+        *out = Ok(Parsed::Ip(blank(UNSPEC, UNSPEC, 0, 0)));
+    }
+    // Always taken (set just above); written as a pattern so that no panic path exists.
+    if let Ok(Parsed::Ip(info)) = out {
+        let r = if v6 { parse_ipv6(rest, tags, info) } else { parse_ipv4(rest, tags, info) };
+        if let Err(e) = r {
+            *out = Err(e);
+        }
     }
 }
 
+const UNSPEC: IpAddr = IpAddr::V4(Ipv4Addr::UNSPECIFIED);
+
+#[inline]
 fn blank(src: IpAddr, dst: IpAddr, proto: u8, vlan_tags: u8) -> PacketInfo {
     PacketInfo {
         src,
@@ -128,7 +165,7 @@ fn check_frag(offset: u32, more: bool, payload_len: u32, extra: u32) -> Result<(
 }
 
 #[inline]
-fn parse_ipv4(l3: &[u8], vlan_tags: u8) -> Result<PacketInfo, Malformed> {
+fn parse_ipv4(l3: &[u8], vlan_tags: u8, info: &mut PacketInfo) -> Result<(), Malformed> {
     let Some(h) = l3.first_chunk::<20>() else {
         return Err(Malformed::TruncatedIpv4);
     };
@@ -149,7 +186,7 @@ fn parse_ipv4(l3: &[u8], vlan_tags: u8) -> Result<PacketInfo, Malformed> {
     };
     let src = IpAddr::V4(Ipv4Addr::new(h[12], h[13], h[14], h[15]));
     let dst = IpAddr::V4(Ipv4Addr::new(h[16], h[17], h[18], h[19]));
-    let mut info = blank(src, dst, h[9], vlan_tags);
+    *info = blank(src, dst, h[9], vlan_tags);
     let ff = be16(h[6], h[7]);
     let more = ff & 0x2000 != 0;
     let offset = u32::from(ff & 0x1fff) * 8;
@@ -160,16 +197,15 @@ fn parse_ipv4(l3: &[u8], vlan_tags: u8) -> Result<PacketInfo, Malformed> {
         info.frag = Some(FragInfo { id: u32::from(be16(h[4], h[5])), offset, more, payload_len });
         if offset != 0 {
             info.l4_payload_len = payload_len;
-            return Ok(info);
+            return Ok(());
         }
         first_frag = true;
     }
-    parse_l4(&mut info, body, first_frag, false, 0)?;
-    Ok(info)
+    parse_l4(info, body, first_frag, false, 0)
 }
 
 #[inline]
-fn parse_ipv6(l3: &[u8], vlan_tags: u8) -> Result<PacketInfo, Malformed> {
+fn parse_ipv6(l3: &[u8], vlan_tags: u8, info: &mut PacketInfo) -> Result<(), Malformed> {
     let Some(h) = l3.first_chunk::<40>() else {
         return Err(Malformed::TruncatedIpv6);
     };
@@ -181,7 +217,7 @@ fn parse_ipv6(l3: &[u8], vlan_tags: u8) -> Result<PacketInfo, Malformed> {
         return Err(Malformed::Ipv6BadLength);
     };
     let hop_limit = h[7];
-    let mut info = blank(v6_addr(h, 8), v6_addr(h, 24), 0, vlan_tags);
+    *info = blank(v6_addr(h, 8), v6_addr(h, 24), 0, vlan_tags);
     let mut nh = h[6];
     let mut off = 0usize;
     let mut walked = 0usize;
@@ -228,7 +264,7 @@ fn parse_ipv6(l3: &[u8], vlan_tags: u8) -> Result<PacketInfo, Malformed> {
                 if offset != 0 {
                     info.proto = e[0];
                     info.l4_payload_len = payload_len;
-                    return Ok(info);
+                    return Ok(());
                 }
                 first_frag = true;
             }
@@ -239,8 +275,7 @@ fn parse_ipv6(l3: &[u8], vlan_tags: u8) -> Result<PacketInfo, Malformed> {
     }
     info.proto = nh;
     let l4 = payload.get(off..).unwrap_or_default();
-    parse_l4(&mut info, l4, first_frag, true, hop_limit)?;
-    Ok(info)
+    parse_l4(info, l4, first_frag, true, hop_limit)
 }
 
 /// Parses the transport header in `l4` (the bytes after all IP headers up to the IP length).
@@ -477,6 +512,27 @@ mod tests {
     }
 
     // ---- positive ------------------------------------------------------------------------
+
+    #[test]
+    fn parse_into_matches_parse_whatever_the_slot_held() {
+        let frames = [
+            syn4().flags(tcp::PSH_ACK).seq(7).ack(9).window(512).payload(b"hello").build(),
+            Frame::udp(a6(), b6(), 1, 2).payload_len(3).vlan(9).build(),
+            Frame::echo_request(a4(), b4(), 77, 1).build(),
+            Frame::icmp_error(b6(), a6(), 1, 0, &syn6()).build(),
+            Frame::arp_request(Ipv4Addr::new(198, 18, 0, 1), Ipv4Addr::new(198, 18, 0, 2)).build(),
+            patched(&syn4(), |b| b[0] = 0x65),
+            vec![0u8; 10],
+        ];
+        // Every earlier result as the slot's old content, including a richer packet's fields.
+        for old in &frames {
+            for f in &frames {
+                let mut slot = parse(old);
+                parse_into(f, &mut slot);
+                assert_eq!(slot, parse(f));
+            }
+        }
+    }
 
     #[test]
     fn ipv4_tcp_fields() {
