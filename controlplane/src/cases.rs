@@ -96,7 +96,11 @@ pub fn parse_cases(file: &str, text: &str) -> Result<Vec<Case>, Diagnostics> {
 }
 
 fn parse_case(ctx: &mut Ctx, it: &Node) -> Option<Case> {
-    let m = ctx.map(it, "a case", &["name", "from", "to", "protocol", "port", "sport", "type", "code", "expect", "rule"])?;
+    let m = ctx.map(
+        it,
+        "a case",
+        &["name", "from", "to", "protocol", "port", "sport", "type", "code", "expect", "rule"],
+    )?;
     let name = m.get("name").and_then(|n| ctx.string(n, "a case name"));
     let from = m.req(ctx, "from", "an address or identity name").and_then(|n| endpoint(ctx, n));
     let to = m.req(ctx, "to", "an address or identity name").and_then(|n| endpoint(ctx, n));
@@ -181,8 +185,16 @@ pub fn resolve(c: &CompiledPolicy, p: &Policy, e: &Endpoint) -> Result<IpAddr, S
     match e {
         Endpoint::Addr(a) => Ok(*a),
         Endpoint::Identity(n) => {
-            let idx = p.identities.iter().position(|i| &i.name == n).ok_or_else(|| format!("unknown identity `{n}`"))?;
-            representative(c, p, idx).ok_or_else(|| format!("identity `{n}` has no address of its own (all are covered by more specific prefixes)"))
+            let idx = p
+                .identities
+                .iter()
+                .position(|i| &i.name == n)
+                .ok_or_else(|| format!("unknown identity `{n}`"))?;
+            representative(c, p, idx).ok_or_else(|| {
+                format!(
+                    "identity `{n}` has no address of its own (all are covered by more specific prefixes)"
+                )
+            })
         }
     }
 }
@@ -221,9 +233,23 @@ pub fn run_case(c: &CompiledPolicy, p: &Policy, case: &Case) -> CaseResult {
     let (src, dst) = match (resolve(c, p, &case.from), resolve(c, p, &case.to)) {
         (Ok(s), Ok(d)) if s.is_ipv4() == d.is_ipv4() => (s, d),
         (Ok(_), Ok(_)) => {
-            return CaseResult { query: blank, got: "", decided_by: String::new(), pass: false, error: Some("`from` and `to` are of different address families".into()) }
+            return CaseResult {
+                query: blank,
+                got: "",
+                decided_by: String::new(),
+                pass: false,
+                error: Some("`from` and `to` are of different address families".into()),
+            }
         }
-        (Err(e), _) | (_, Err(e)) => return CaseResult { query: blank, got: "", decided_by: String::new(), pass: false, error: Some(e) },
+        (Err(e), _) | (_, Err(e)) => {
+            return CaseResult {
+                query: blank,
+                got: "",
+                decided_by: String::new(),
+                pass: false,
+                error: Some(e),
+            }
+        }
     };
     let query = FlowQuery { src, dst, ..blank };
     let j = c.tables.judge(&query);
@@ -248,7 +274,11 @@ mod tests {
 
     #[test]
     fn parses_a_case() {
-        let c = parse_cases("c.yaml", "cases:\n  - from: 198.18.1.1\n    to: web\n    port: 443\n    expect: deny\n").unwrap();
+        let c = parse_cases(
+            "c.yaml",
+            "cases:\n  - from: 198.18.1.1\n    to: web\n    port: 443\n    expect: deny\n",
+        )
+        .unwrap();
         assert_eq!(c[0].from, Endpoint::Addr("198.18.1.1".parse().unwrap()));
         assert_eq!(c[0].to, Endpoint::Identity("web".into()));
         assert_eq!((c[0].proto, c[0].dport, c[0].sport), (6, 443, DEFAULT_SPORT));
@@ -263,7 +293,11 @@ mod tests {
 
     #[test]
     fn rejects_bad_expect_and_unknown_field() {
-        let e = parse_cases("c.yaml", "cases:\n  - from: a\n    to: b\n    port: 1\n    expect: maybe\n    colour: red\n").unwrap_err();
+        let e = parse_cases(
+            "c.yaml",
+            "cases:\n  - from: a\n    to: b\n    port: 1\n    expect: maybe\n    colour: red\n",
+        )
+        .unwrap_err();
         assert_eq!(e.len(), 2);
         assert!(e.0[0].message.contains("`allow`, `deny` or `would_deny`"));
         assert!(e.0[1].message.contains("unknown field `colour`"));
@@ -271,9 +305,18 @@ mod tests {
 
     #[test]
     fn rejects_icmp_with_port_and_tcp_with_type() {
-        assert!(parse_cases("c", "cases:\n  - {from: a, to: b, protocol: icmp, port: 1, expect: deny}\n").is_err());
-        assert!(parse_cases("c", "cases:\n  - {from: a, to: b, protocol: tcp, port: 1, type: 8, expect: deny}\n").is_err());
-        let ok = parse_cases("c", "cases:\n  - {from: a, to: b, protocol: icmp, type: 8, code: 0, expect: allow}\n").unwrap();
+        assert!(parse_cases("c", "cases:\n  - {from: a, to: b, protocol: icmp, port: 1, expect: deny}\n")
+            .is_err());
+        assert!(parse_cases(
+            "c",
+            "cases:\n  - {from: a, to: b, protocol: tcp, port: 1, type: 8, expect: deny}\n"
+        )
+        .is_err());
+        let ok = parse_cases(
+            "c",
+            "cases:\n  - {from: a, to: b, protocol: icmp, type: 8, code: 0, expect: allow}\n",
+        )
+        .unwrap();
         assert_eq!((ok[0].proto, ok[0].sport, ok[0].dport), (1, 8, 0));
     }
 

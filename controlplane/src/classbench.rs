@@ -56,7 +56,8 @@ mod tests {
 
     #[test]
     fn rule_errors_name_file_and_line() {
-        let e = parse_rules(&f(), "@1.2.3.4/33\t1.2.3.4/32\t0 : 1\t0 : 1\t0x06/0xFF\t0x0000/0x0000\n").unwrap_err();
+        let e = parse_rules(&f(), "@1.2.3.4/33\t1.2.3.4/32\t0 : 1\t0 : 1\t0x06/0xFF\t0x0000/0x0000\n")
+            .unwrap_err();
         assert_eq!(&*e.0[0].loc.file, "r");
         assert_eq!(e.0[0].loc.line, 1);
         assert!(e.0[0].loc.col >= 1);

@@ -35,8 +35,8 @@
 use crate::diag::{Diagnostics, Loc};
 use crate::model::*;
 use bulkhead_tables::{
-    Action, ClassifierBuilder, ClassifierRule, IdentityId, IdentityMapBuilder, Mode, Quarantine, QuarantineException,
-    RuleMeta, TableSet, Tier, TierKind, WORLD,
+    Action, ClassifierBuilder, ClassifierRule, IdentityId, IdentityMapBuilder, Mode, Quarantine,
+    QuarantineException, RuleMeta, TableSet, Tier, TierKind, WORLD,
 };
 use rustc_hash::{FxHashMap, FxHashSet};
 use std::time::{Duration, Instant};
@@ -66,12 +66,15 @@ pub struct CompileStats {
     pub acl_rules: usize,
     /// Classifier entries per tier.
     pub entries: Vec<usize>,
+    /// Atom assignment, including inserting every prefix into the LPM builder.
+    pub atoms_time: Duration,
     pub resolve_time: Duration,
     pub classifier_time: Duration,
+    /// `IdentityMapBuilder::build`.
     pub lpm_time: Duration,
     pub total_time: Duration,
-    /// Estimated heap bytes of the table set (entries and prefixes at their contract sizes, plus
-    /// names and metadata); the classifier's and LPM's own internal indexes come on top.
+    /// Heap bytes of the table set: classifier and LPM structures (as they account for
+    /// themselves), rule metadata and identity names.
     pub estimated_bytes: usize,
 }
 
@@ -93,7 +96,9 @@ impl CompiledPolicy {
     /// every world atom. Use this, not a search in `identity_names`, to quarantine by name.
     pub fn ids_of(&self, name: &str) -> Vec<IdentityId> {
         if name == "world" {
-            return (0..self.atom_identity.len() as u32).filter(|&a| self.atom_identity[a as usize].is_none()).collect();
+            return (0..self.atom_identity.len() as u32)
+                .filter(|&a| self.atom_identity[a as usize].is_none())
+                .collect();
         }
         self.tables
             .identity_names
@@ -121,8 +126,8 @@ struct Atoms {
     sig: Vec<Vec<u32>>,
     /// `used_before[i]` = number of atoms `< i` that an LPM lookup can return.
     used_before: Vec<u32>,
-    /// LPM entries (prefix, atom).
-    lpm: Vec<(Cidr, u32)>,
+    /// Number of LPM entries inserted.
+    n_lpm: usize,
 }
 
 impl Atoms {
@@ -132,12 +137,14 @@ impl Atoms {
     }
 
     /// Sorted ids -> ranges, spanning don't-care gaps.
-    fn ranges(&self, ids: &mut Vec<(u32, u32)>) -> Ranges {
+    fn ranges(&self, ids: &mut [(u32, u32)]) -> Ranges {
         ids.sort_unstable();
         let mut out: Ranges = Vec::with_capacity(ids.len());
         for &(lo, hi) in ids.iter() {
             match out.last_mut() {
-                Some(last) if lo <= last.1.saturating_add(1) || self.gap_free(last.1, lo) => last.1 = last.1.max(hi),
+                Some(last) if lo <= last.1.saturating_add(1) || self.gap_free(last.1, lo) => {
+                    last.1 = last.1.max(hi)
+                }
                 _ => out.push((lo, hi)),
             }
         }
@@ -164,16 +171,26 @@ fn identity_order(p: &Policy) -> Vec<u32> {
     *freq.entry("zone").or_default() += 1;
     let mut keys: Vec<(&str, usize)> = freq.into_iter().collect();
     keys.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
-    let mut order: Vec<u32> = (0..p.identities.len() as u32).collect();
-    order.sort_by(|&a, &b| {
-        let (la, lb) = (&p.identities[a as usize].labels, &p.identities[b as usize].labels);
-        for (k, _) in &keys {
-            let c = la.get(*k).cmp(&lb.get(*k));
-            if c.is_ne() {
-                return c;
-            }
+    keys.truncate(8); // deeper keys rarely matter for contiguity; bounded work per identity
+                      // Rank every value per key once, then sort identities by small integer vectors.
+    let n = p.identities.len();
+    let mut ranks: Vec<u32> = vec![0; n * keys.len()];
+    for (ki, (k, _)) in keys.iter().enumerate() {
+        let mut vals: Vec<&str> =
+            p.identities.iter().filter_map(|i| i.labels.get(*k).map(String::as_str)).collect();
+        vals.sort_unstable();
+        vals.dedup();
+        for (i, id) in p.identities.iter().enumerate() {
+            // 0 = key absent; values rank from 1 in sorted order.
+            ranks[i * keys.len() + ki] =
+                id.labels.get(*k).map_or(0, |v| vals.binary_search(&v.as_str()).map_or(0, |r| r as u32 + 1));
         }
-        a.cmp(&b)
+    }
+    let w = keys.len();
+    let mut order: Vec<u32> = (0..n as u32).collect();
+    order.sort_by(|&a, &b| {
+        let (a, b) = (a as usize, b as usize);
+        ranks[a * w..a * w + w].cmp(&ranks[b * w..b * w + w]).then(a.cmp(&b))
     });
     order
 }
@@ -192,8 +209,11 @@ fn lengths<'a>(it: impl Iterator<Item = &'a Cidr>) -> (Vec<u8>, Vec<u8>) {
     (pick(&v4), pick(&v6))
 }
 
-/// Builds atoms and LPM entries.
-fn build_atoms(p: &Policy, order: &[u32]) -> Atoms {
+/// Builds atoms and fills the LPM.
+///
+/// Work is linear in the number of prefixes with small constants: no per-prefix allocation, and
+/// only identity prefixes short enough to contain a rule cidr are indexed.
+fn build_atoms(p: &Policy, order: &[u32], lpm: &mut IdentityMapBuilder) -> Atoms {
     // Rule cidr prefixes.
     let mut sel_prefixes: Vec<Cidr> = Vec::new();
     let mut sel_index: FxHashMap<Cidr, u32> = FxHashMap::default();
@@ -210,96 +230,131 @@ fn build_atoms(p: &Policy, order: &[u32]) -> Atoms {
         }
     }
     let n_ids = p.identities.len();
-    // Signature of a prefix: rule cidrs containing it.
     let (sl4, sl6) = lengths(sel_prefixes.iter());
-    let sig_of = |q: &Cidr| -> Vec<u32> {
+    // Interned signatures (sets of rule-cidr indices); id 0 = the empty set.
+    let mut sigs: Vec<Vec<u32>> = vec![Vec::new()];
+    let mut sig_ids: FxHashMap<Vec<u32>, u32> = FxHashMap::default();
+    sig_ids.insert(Vec::new(), 0);
+    let mut scratch: Vec<u32> = Vec::new();
+    let mut sig_of = |q: &Cidr| -> u32 {
         let lens = if q.addr.is_ipv4() { &sl4 } else { &sl6 };
-        let mut v: Vec<u32> = lens
-            .iter()
-            .filter(|&&l| l <= q.len)
-            .filter_map(|&l| sel_index.get(&Cidr { addr: mask_addr(q.addr, l), len: l }).copied())
-            .collect();
-        v.sort_unstable();
-        v
+        scratch.clear();
+        for &l in lens.iter().filter(|&&l| l <= q.len) {
+            if let Some(&k) = sel_index.get(&Cidr { addr: mask_addr(q.addr, l), len: l }) {
+                scratch.push(k);
+            }
+        }
+        if scratch.is_empty() {
+            return 0;
+        }
+        scratch.sort_unstable();
+        if let Some(&id) = sig_ids.get(&scratch) {
+            return id;
+        }
+        let id = sigs.len() as u32;
+        sigs.push(scratch.clone());
+        sig_ids.insert(scratch.clone(), id);
+        id
     };
-    // (prefix, base, sig) for every LPM entry.
-    let mut entries: Vec<(Cidr, Option<u32>, Vec<u32>)> = Vec::new();
-    let total_prefixes: usize = p.identities.iter().map(|i| i.addresses.len()).sum();
-    entries.reserve(total_prefixes + sel_prefixes.len());
-    for (idx, id) in p.identities.iter().enumerate() {
-        for (c, _) in &id.addresses {
-            let sig = if sel_prefixes.is_empty() { Vec::new() } else { sig_of(c) };
-            entries.push((*c, Some(idx as u32), sig));
+    // Signature per identity prefix (flattened in identity order of the policy).
+    let mut prefix_sig: Vec<u32> = Vec::new();
+    if !sel_prefixes.is_empty() {
+        prefix_sig.reserve(p.identities.iter().map(|i| i.addresses.len()).sum());
+        for id in &p.identities {
+            for (c, _) in &id.addresses {
+                prefix_sig.push(sig_of(c));
+            }
         }
     }
+    // Rule-cidr prefixes that are not identity prefixes: their base identity and signature.
+    let mut extra: Vec<(Cidr, Option<u32>, u32)> = Vec::new();
     if !sel_prefixes.is_empty() {
+        let max4 = sl4.first().copied().unwrap_or(0);
+        let max6 = sl6.first().copied().unwrap_or(0);
         let mut id_index: FxHashMap<Cidr, u32> = FxHashMap::default();
-        id_index.reserve(total_prefixes);
         for (idx, id) in p.identities.iter().enumerate() {
             for (c, _) in &id.addresses {
-                id_index.insert(*c, idx as u32);
+                if c.len <= if c.addr.is_ipv4() { max4 } else { max6 } {
+                    id_index.insert(*c, idx as u32);
+                }
             }
         }
         let (il4, il6) = lengths(id_index.keys());
         for q in &sel_prefixes {
             if id_index.contains_key(q) {
-                continue; // already an identity prefix; its signature includes q
+                continue; // an identity prefix; handled with the identity's prefixes
             }
             let lens = if q.addr.is_ipv4() { &il4 } else { &il6 };
             let base = lens
                 .iter()
                 .filter(|&&l| l <= q.len)
                 .find_map(|&l| id_index.get(&Cidr { addr: mask_addr(q.addr, l), len: l }).copied());
-            entries.push((*q, base, sig_of(q)));
+            extra.push((*q, base, sig_of(q)));
         }
     }
-    // Distinct fragments per base (None = world).
-    let mut frags: FxHashMap<Option<u32>, Vec<Vec<u32>>> = FxHashMap::default();
-    for (_, base, sig) in &entries {
-        if !sig.is_empty() {
-            frags.entry(*base).or_default().push(sig.clone());
+    // Distinct non-empty signatures per base (None = world), in first-seen order then sorted.
+    let mut frags: FxHashMap<Option<u32>, Vec<u32>> = FxHashMap::default();
+    let mut k = 0usize;
+    for (idx, id) in p.identities.iter().enumerate() {
+        for _ in &id.addresses {
+            let sg = prefix_sig.get(k).copied().unwrap_or(0);
+            if sg != 0 {
+                frags.entry(Some(idx as u32)).or_default().push(sg);
+            }
+            k += 1;
         }
+    }
+    for (_, base, sg) in &extra {
+        frags.entry(*base).or_default().push(*sg);
     }
     for v in frags.values_mut() {
-        v.sort();
+        v.sort_unstable();
         v.dedup();
     }
-    // Assign ids.
+    // Assign ids: world, world fragments, then per identity its base and its fragments.
     let mut base_of: Vec<Option<u32>> = vec![None];
-    let mut sig: Vec<Vec<u32>> = vec![Vec::new()];
-    let mut frag_id: FxHashMap<(Option<u32>, &[u32]), u32> = FxHashMap::default();
+    let mut sig: Vec<u32> = vec![0];
+    let mut frag_id: FxHashMap<(Option<u32>, u32), u32> = FxHashMap::default();
     let empty = Vec::new();
-    let world_frags = frags.get(&None).unwrap_or(&empty);
-    for s in world_frags {
-        frag_id.insert((None, s.as_slice()), base_of.len() as u32);
+    for &sg in frags.get(&None).unwrap_or(&empty) {
+        frag_id.insert((None, sg), base_of.len() as u32);
         base_of.push(None);
-        sig.push(s.clone());
+        sig.push(sg);
     }
     let world_count = base_of.len() as u32;
     let mut block = vec![(0u32, 0u32); n_ids];
     for &i in order {
         let first = base_of.len() as u32;
         base_of.push(Some(i));
-        sig.push(Vec::new());
-        for s in frags.get(&Some(i)).unwrap_or(&empty) {
-            frag_id.insert((Some(i), s.as_slice()), base_of.len() as u32);
+        sig.push(0);
+        for &sg in frags.get(&Some(i)).unwrap_or(&empty) {
+            frag_id.insert((Some(i), sg), base_of.len() as u32);
             base_of.push(Some(i));
-            sig.push(s.clone());
+            sig.push(sg);
         }
         block[i as usize] = (first, base_of.len() as u32 - 1);
     }
+    // Fill the LPM.
     let n_atoms = base_of.len();
     let mut used = vec![false; n_atoms];
     used[WORLD as usize] = true;
-    let mut lpm = Vec::with_capacity(entries.len());
-    for (c, base, s) in &entries {
-        let atom = if s.is_empty() {
-            base.map_or(WORLD, |b| block[b as usize].0)
-        } else {
-            frag_id[&(*base, s.as_slice())]
-        };
+    let mut k = 0usize;
+    let mut n_lpm = 0usize;
+    for (idx, id) in p.identities.iter().enumerate() {
+        for (c, _) in &id.addresses {
+            let sg = prefix_sig.get(k).copied().unwrap_or(0);
+            k += 1;
+            let atom = if sg == 0 { block[idx].0 } else { frag_id[&(Some(idx as u32), sg)] };
+            used[atom as usize] = true;
+            lpm.insert(c.addr, c.len, atom);
+            n_lpm += 1;
+        }
+    }
+    for (c, base, sg) in &extra {
+        let atom = frag_id[&(*base, *sg)];
         used[atom as usize] = true;
-        lpm.push((*c, atom));
+        lpm.insert(c.addr, c.len, atom);
+        n_lpm += 1;
     }
     let mut used_before = Vec::with_capacity(n_atoms + 1);
     let mut acc = 0u32;
@@ -309,13 +364,13 @@ fn build_atoms(p: &Policy, order: &[u32]) -> Atoms {
     }
     used_before.push(acc);
     let mut by_prefix = vec![Vec::new(); sel_prefixes.len()];
-    for (a, s) in sig.iter().enumerate() {
-        for &k in s {
-            by_prefix[k as usize].push(a as u32);
+    for (a, &sg) in sig.iter().enumerate() {
+        for &kk in &sigs[sg as usize] {
+            by_prefix[kk as usize].push(a as u32);
         }
     }
-    drop(frag_id);
-    Atoms { base: base_of, block, world_count, by_prefix, sig, used_before, lpm }
+    let sig = sig.iter().map(|&sg| sigs[sg as usize].clone()).collect();
+    Atoms { base: base_of, block, world_count, by_prefix, sig, used_before, n_lpm }
 }
 
 /// Resolves selectors to atom-id ranges, memoised per distinct selector.
@@ -361,7 +416,12 @@ impl<'p> Resolver<'p> {
         let empty: Vec<u32> = Vec::new();
         let candidates: Box<dyn Iterator<Item = u32>> = match sel {
             Selector::Identity(n) => {
-                return p.identities.iter().position(|i| &i.name == n).map(|i| vec![i as u32]).unwrap_or_default();
+                return p
+                    .identities
+                    .iter()
+                    .position(|i| &i.name == n)
+                    .map(|i| vec![i as u32])
+                    .unwrap_or_default();
             }
             Selector::Labels { labels, exprs } => {
                 // Smallest positive posting list, then filter.
@@ -380,11 +440,17 @@ impl<'p> Resolver<'p> {
             }
             _ => return Vec::new(),
         };
-        candidates.filter(|&i| sel.matches_labels(&p.identities[i as usize].name, &p.identities[i as usize].labels)).collect()
+        candidates
+            .filter(|&i| sel.matches_labels(&p.identities[i as usize].name, &p.identities[i as usize].labels))
+            .collect()
     }
 
-    fn resolve(&mut self, sel: &'p Selector) -> &Ranges {
-        if !self.memo.contains_key(sel) {
+    fn resolve_into(&mut self, sel: &'p Selector, out: &mut Vec<(u32, u32)>) {
+        if let Some(r) = self.memo.get(sel) {
+            out.extend_from_slice(r);
+            return;
+        }
+        {
             let a = self.atoms;
             let mut ids: Vec<(u32, u32)> = match sel {
                 Selector::World => vec![(0, a.world_count - 1)],
@@ -400,16 +466,16 @@ impl<'p> Resolver<'p> {
                 _ => self.identities(sel).into_iter().map(|i| a.block[i as usize]).collect(),
             };
             let r = a.ranges(&mut ids);
+            out.extend_from_slice(&r);
             self.memo.insert(sel, r);
         }
-        &self.memo[sel]
     }
 
     /// Union of a selector list.
     fn resolve_list(&mut self, list: &'p [SelectorAt]) -> Ranges {
         let mut all: Vec<(u32, u32)> = Vec::new();
         for s in list {
-            all.extend_from_slice(self.resolve(&s.sel));
+            self.resolve_into(&s.sel, &mut all);
         }
         self.atoms.ranges(&mut all)
     }
@@ -454,9 +520,13 @@ pub fn identity_priorities(rules: &[Rule]) -> Vec<u32> {
 /// validation.
 pub fn compile(p: &Policy, generation: u64) -> Result<CompiledPolicy, Diagnostics> {
     let t0 = Instant::now();
-    let mut stats = CompileStats { identities: p.identities.len(), rules: p.rules.len(), ..CompileStats::default() };
+    let mut stats =
+        CompileStats { identities: p.identities.len(), rules: p.rules.len(), ..CompileStats::default() };
     let order = identity_order(p);
-    let atoms = build_atoms(p, &order);
+    let mut lb = IdentityMapBuilder::new();
+    let t_atoms = Instant::now();
+    let atoms = build_atoms(p, &order, &mut lb);
+    stats.atoms_time = t_atoms.elapsed();
     let n_atoms = atoms.base.len();
     if n_atoms > u32::MAX as usize - 1 {
         return Err(Diagnostics::single(&Loc::file("policy"), "too many identity ids"));
@@ -468,7 +538,10 @@ pub fn compile(p: &Policy, generation: u64) -> Result<CompiledPolicy, Diagnostic
     zones.sort_unstable();
     zones.dedup();
     if zones.len() >= u16::MAX as usize {
-        return Err(Diagnostics::single(&Loc::file("policy"), format!("too many segments ({})", zones.len())));
+        return Err(Diagnostics::single(
+            &Loc::file("policy"),
+            format!("too many segments ({})", zones.len()),
+        ));
     }
     let zone_index: FxHashMap<&str, u16> = zones.iter().enumerate().map(|(i, z)| (*z, i as u16)).collect();
     let segment_mode: Vec<Option<Mode>> =
@@ -529,7 +602,8 @@ pub fn compile(p: &Policy, generation: u64) -> Result<CompiledPolicy, Diagnostic
         }
     }
     stats.entries.push(metas.len());
-    let mut tiers = vec![Tier { name: "identity".to_string(), kind: TierKind::Identity, classifier: builder.build() }];
+    let mut tiers =
+        vec![Tier { name: "identity".to_string(), kind: TierKind::Identity, classifier: builder.build() }];
     let mut rules = vec![metas];
     let mut all_sources = vec![sources];
 
@@ -539,7 +613,14 @@ pub fn compile(p: &Policy, generation: u64) -> Result<CompiledPolicy, Diagnostic
         let mut metas = Vec::with_capacity(t.rules.len());
         let mut src = Vec::with_capacity(t.rules.len());
         for (li, r) in t.rules.iter().enumerate() {
-            b.push(ClassifierRule { src: r.src, dst: r.dst, proto: r.proto, sport: r.sport, dport: r.dport, priority: li as u32 });
+            b.push(ClassifierRule {
+                src: r.src,
+                dst: r.dst,
+                proto: r.proto,
+                sport: r.sport,
+                dport: r.dport,
+                priority: li as u32,
+            });
             metas.push(RuleMeta { name: r.name.clone(), action: r.action, mode: r.mode });
             src.push(RuleSource::Acl(ti as u32, li as u32));
         }
@@ -553,13 +634,9 @@ pub fn compile(p: &Policy, generation: u64) -> Result<CompiledPolicy, Diagnostic
 
     // LPM.
     let t_lpm = Instant::now();
-    let mut lb = IdentityMapBuilder::new();
-    for (c, atom) in &atoms.lpm {
-        lb.insert(c.addr, c.len, *atom);
-    }
     let identities = lb.build();
     stats.lpm_time = t_lpm.elapsed();
-    stats.prefixes = atoms.lpm.len();
+    stats.prefixes = atoms.n_lpm;
 
     // Quarantine.
     let mut q = Quarantine::default();
@@ -575,11 +652,16 @@ pub fn compile(p: &Policy, generation: u64) -> Result<CompiledPolicy, Diagnostic
     for e in &p.quarantine.exceptions {
         let ports: &[PortMatch] = if e.ports.is_empty() { &any_port } else { &e.ports };
         for pm in ports {
-            q.exceptions.push(QuarantineException { peer: (e.peer.addr, e.peer.len), proto: pm.proto, ports: pm.dport });
+            q.exceptions.push(QuarantineException {
+                peer: (e.peer.addr, e.peer.len),
+                proto: pm.proto,
+                ports: pm.dport,
+            });
         }
     }
 
-    let identity_atoms: Vec<Vec<IdentityId>> = atoms.block.iter().map(|&(lo, hi)| (lo..=hi).collect()).collect();
+    let identity_atoms: Vec<Vec<IdentityId>> =
+        atoms.block.iter().map(|&(lo, hi)| (lo..=hi).collect()).collect();
     let tables = TableSet {
         generation,
         identity_names,
@@ -598,13 +680,11 @@ pub fn compile(p: &Policy, generation: u64) -> Result<CompiledPolicy, Diagnostic
     Ok(CompiledPolicy { tables, atom_identity: atoms.base, identity_atoms, sources: all_sources, stats })
 }
 
-/// Heap bytes of a table set at contract sizes (see [`CompileStats::estimated_bytes`]).
-fn estimate_bytes(t: &TableSet, prefixes: usize) -> usize {
-    let entries: usize = t.tiers.iter().map(|x| x.classifier.len()).sum();
+/// Heap bytes of a table set: the classifiers' and the LPM's own accounting plus rule metadata
+/// and identity names.
+fn estimate_bytes(t: &TableSet, _prefixes: usize) -> usize {
+    let cls: usize = t.tiers.iter().map(|x| x.classifier.memory_bytes()).sum();
     let meta: usize = t.rules.iter().flatten().map(|m| std::mem::size_of::<RuleMeta>() + m.name.len()).sum();
     let names: usize = t.identity_names.iter().map(|n| std::mem::size_of::<String>() + n.len() + 2).sum();
-    entries * std::mem::size_of::<ClassifierRule>()
-        + meta
-        + names
-        + prefixes * (std::mem::size_of::<std::net::IpAddr>() + 8)
+    cls + t.identities.memory_bytes() + meta + names
 }

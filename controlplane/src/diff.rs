@@ -44,7 +44,11 @@ fn port_matches(p: &Policy) -> Vec<PortMatch> {
     let mut v: Vec<PortMatch> = p.rules.iter().flat_map(|r| r.ports.iter().copied()).collect();
     for t in &p.acl_tiers {
         for r in &t.rules {
-            v.push(PortMatch { proto: (r.proto.1 == 0xff).then_some(r.proto.0), sport: ANY_PORT, dport: r.dport });
+            v.push(PortMatch {
+                proto: (r.proto.1 == 0xff).then_some(r.proto.0),
+                sport: ANY_PORT,
+                dport: r.dport,
+            });
         }
     }
     v
@@ -75,8 +79,11 @@ fn classes(old: &Policy, new: &Policy) -> Vec<Class> {
             out.push(Class { proto, lo: w[0] as u16, hi: (w[1] - 1) as u16 });
         }
     }
-    let mut others: BTreeSet<u8> = all.iter().filter_map(|pm| pm.proto).filter(|p| !matches!(p, 1 | 6 | 17 | 58 | 132)).collect();
-    others.insert((0..=255u8).find(|p| !matches!(p, 1 | 6 | 17 | 58 | 132) && !others.contains(p)).unwrap_or(47));
+    let mut others: BTreeSet<u8> =
+        all.iter().filter_map(|pm| pm.proto).filter(|p| !matches!(p, 1 | 6 | 17 | 58 | 132)).collect();
+    others.insert(
+        (0..=255u8).find(|p| !matches!(p, 1 | 6 | 17 | 58 | 132) && !others.contains(p)).unwrap_or(47),
+    );
     for proto in others {
         out.push(Class { proto, lo: 0, hi: 0 });
     }
@@ -86,12 +93,23 @@ fn classes(old: &Policy, new: &Policy) -> Vec<Class> {
 /// An address of `world` in a policy, for one family.
 fn world_addr(c: &CompiledPolicy, v4: bool) -> Option<IpAddr> {
     let cands: Vec<IpAddr> = if v4 {
-        [[203, 0, 113, 7], [192, 0, 2, 7], [198, 51, 100, 7], [100, 64, 0, 7], [1, 1, 1, 1], [255, 255, 255, 254]]
-            .into_iter()
-            .map(|o| IpAddr::V4(Ipv4Addr::from(o)))
-            .collect()
+        [
+            [203, 0, 113, 7],
+            [192, 0, 2, 7],
+            [198, 51, 100, 7],
+            [100, 64, 0, 7],
+            [1, 1, 1, 1],
+            [255, 255, 255, 254],
+        ]
+        .into_iter()
+        .map(|o| IpAddr::V4(Ipv4Addr::from(o)))
+        .collect()
     } else {
-        ["3fff::7", "2001:db8:ffff::7", "fd00::7", "ffff::7"].into_iter().filter_map(|s| s.parse::<Ipv6Addr>().ok()).map(IpAddr::V6).collect()
+        ["3fff::7", "2001:db8:ffff::7", "fd00::7", "ffff::7"]
+            .into_iter()
+            .filter_map(|s| s.parse::<Ipv6Addr>().ok())
+            .map(IpAddr::V6)
+            .collect()
     };
     cands.into_iter().find(|a| c.tables.identities.lookup(*a) == WORLD)
 }
@@ -114,7 +132,10 @@ fn reps(p: &Policy, c: &CompiledPolicy, name: &str) -> (Option<IpAddr>, Option<I
     if v6.is_none() {
         // Look for an IPv6 address too (representative prefers IPv4).
         for (cidr, _) in &p.identities[idx].addresses {
-            if cidr.addr.is_ipv6() && c.atom_identity.get(c.tables.identities.lookup(cidr.addr) as usize).copied().flatten() == Some(idx as u32) {
+            if cidr.addr.is_ipv6()
+                && c.atom_identity.get(c.tables.identities.lookup(cidr.addr) as usize).copied().flatten()
+                    == Some(idx as u32)
+            {
                 v6 = Some(cidr.addr);
                 break;
             }
@@ -176,12 +197,24 @@ pub fn diff(old: &Policy, oc: &CompiledPolicy, new: &Policy, nc: &CompiledPolicy
                         continue;
                     }
                     match &mut pending {
-                        Some(pc) if pc.proto == cl.proto && pc.ports.1.wrapping_add(1) == cl.lo && pc.old == ov && pc.new == nv => {
+                        Some(pc)
+                            if pc.proto == cl.proto
+                                && pc.ports.1.wrapping_add(1) == cl.lo
+                                && pc.old == ov
+                                && pc.new == nv =>
+                        {
                             pc.ports.1 = cl.hi;
                         }
                         _ => {
                             out.extend(pending.take());
-                            pending = Some(Change { from: sname.clone(), to: dname.clone(), proto: cl.proto, ports: (cl.lo, cl.hi), old: ov, new: nv });
+                            pending = Some(Change {
+                                from: sname.clone(),
+                                to: dname.clone(),
+                                proto: cl.proto,
+                                ports: (cl.lo, cl.hi),
+                                old: ov,
+                                new: nv,
+                            });
                         }
                     }
                 }
@@ -196,7 +229,11 @@ pub fn diff(old: &Policy, oc: &CompiledPolicy, new: &Policy, nc: &CompiledPolicy
 /// Renders rows as an aligned table.
 pub fn render(rows: &[Change]) -> String {
     let ports = |c: &Change| {
-        let r = if c.ports.0 == c.ports.1 { c.ports.0.to_string() } else { format!("{}-{}", c.ports.0, c.ports.1) };
+        let r = if c.ports.0 == c.ports.1 {
+            c.ports.0.to_string()
+        } else {
+            format!("{}-{}", c.ports.0, c.ports.1)
+        };
         match c.proto {
             1 | 58 => format!("{} type {r}", proto_name(c.proto)),
             6 | 17 | 132 if c.ports == (0, 65535) => format!("{}/any", proto_name(c.proto)),
@@ -205,7 +242,8 @@ pub fn render(rows: &[Change]) -> String {
         }
     };
     let header = ["FROM", "TO", "TRAFFIC", "OLD", "NEW"];
-    let cells: Vec<[String; 5]> = rows.iter().map(|c| [c.from.clone(), c.to.clone(), ports(c), c.old.clone(), c.new.clone()]).collect();
+    let cells: Vec<[String; 5]> =
+        rows.iter().map(|c| [c.from.clone(), c.to.clone(), ports(c), c.old.clone(), c.new.clone()]).collect();
     let mut w = header.map(str::len);
     for r in &cells {
         for (i, s) in r.iter().enumerate() {

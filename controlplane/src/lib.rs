@@ -23,8 +23,7 @@ pub mod top;
 pub mod trace;
 pub mod yaml;
 
-
+pub use compile::{compile, CompileStats, CompiledPolicy};
 pub use diag::{Diagnostic, Diagnostics, Loc};
 pub use load::{load_paths, load_str};
 pub use model::Policy;
-pub use compile::{compile, CompileStats, CompiledPolicy};

@@ -28,10 +28,14 @@ pub fn policy_files(paths: &[PathBuf]) -> Result<Vec<PathBuf>, Diagnostics> {
         match std::fs::metadata(p) {
             Ok(m) if m.is_dir() => walk(p, &mut out, &mut errors),
             Ok(_) => out.push(p.clone()),
-            Err(e) => errors.push(Diagnostic::new(&Loc::file(&p.display().to_string()), format!("cannot read: {e}"))),
+            Err(e) => errors
+                .push(Diagnostic::new(&Loc::file(&p.display().to_string()), format!("cannot read: {e}"))),
         }
         if out.len() == before && errors.is_empty() {
-            errors.push(Diagnostic::new(&Loc::file(&p.display().to_string()), "no policy files (*.yaml, *.yml) found here"));
+            errors.push(Diagnostic::new(
+                &Loc::file(&p.display().to_string()),
+                "no policy files (*.yaml, *.yml) found here",
+            ));
         }
     }
     if errors.is_empty() {
@@ -45,7 +49,10 @@ fn walk(dir: &Path, out: &mut Vec<PathBuf>, errors: &mut Vec<Diagnostic>) {
     let rd = match std::fs::read_dir(dir) {
         Ok(r) => r,
         Err(e) => {
-            errors.push(Diagnostic::new(&Loc::file(&dir.display().to_string()), format!("cannot list directory: {e}")));
+            errors.push(Diagnostic::new(
+                &Loc::file(&dir.display().to_string()),
+                format!("cannot list directory: {e}"),
+            ));
             return;
         }
     };
@@ -92,7 +99,8 @@ pub fn load_paths(paths: &[PathBuf]) -> Result<Policy, Diagnostics> {
             Err(e) => errors.push(Diagnostic::new(&Loc::file(&name), format!("cannot read: {e}"))),
         }
     }
-    let refs: Vec<(&str, &Path, &str)> = sources.iter().map(|(n, d, s)| (n.as_str(), d.as_path(), s.as_str())).collect();
+    let refs: Vec<(&str, &Path, &str)> =
+        sources.iter().map(|(n, d, s)| (n.as_str(), d.as_path(), s.as_str())).collect();
     match load_sources(&refs) {
         Ok(p) if errors.is_empty() => Ok(p),
         Ok(_) => Err(Diagnostics::sorted(errors)),
@@ -169,7 +177,10 @@ fn assemble(ctx: &mut Ctx, objects: Vec<Object>) -> Policy {
             Object::Settings(s) => {
                 let loc = s.loc.clone().unwrap_or_else(|| Loc::file("?"));
                 if let Some(first) = &settings_seen {
-                    ctx.err(&loc, format!("a policy has at most one Settings object (another is at {first})"));
+                    ctx.err(
+                        &loc,
+                        format!("a policy has at most one Settings object (another is at {first})"),
+                    );
                 } else {
                     settings_seen = Some(loc);
                     p.settings = s;
@@ -231,10 +242,13 @@ fn check_references(ctx: &mut Ctx, p: &Policy) {
                 Selector::Identity(n) if !names.contains(n.as_str()) => {
                     ctx.err(&s.loc, format!("unknown identity `{n}`: no Identity object has this name"));
                 }
-                sel @ Selector::Labels { .. } => {
-                    if !p.identities.iter().any(|i| sel.matches_labels(&i.name, &i.labels)) {
-                        ctx.err(&s.loc, format!("selector {sel} can never match: no identity has matching labels"));
-                    }
+                sel @ Selector::Labels { .. }
+                    if !p.identities.iter().any(|i| sel.matches_labels(&i.name, &i.labels)) =>
+                {
+                    ctx.err(
+                        &s.loc,
+                        format!("selector {sel} can never match: no identity has matching labels"),
+                    );
                 }
                 _ => {}
             }
@@ -250,7 +264,13 @@ fn check_references(ctx: &mut Ctx, p: &Policy) {
         if !zones.contains(z.as_str()) {
             let mut known: Vec<&str> = zones.iter().copied().collect();
             known.sort_unstable();
-            ctx.err(&s.loc, format!("unknown segment `{z}`: no identity has label zone={z} (known zones: {})", known.join(", ")));
+            ctx.err(
+                &s.loc,
+                format!(
+                    "unknown segment `{z}`: no identity has label zone={z} (known zones: {})",
+                    known.join(", ")
+                ),
+            );
         }
     }
 }

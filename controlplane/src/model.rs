@@ -52,7 +52,11 @@ impl Cidr {
         match self.addr {
             IpAddr::V4(a) => {
                 let lo = u32::from(a);
-                let host = if self.len == 0 { u32::MAX } else { (1u32 << (32 - u32::from(self.len))).wrapping_sub(1) };
+                let host = if self.len == 0 {
+                    u32::MAX
+                } else {
+                    (1u32 << (32 - u32::from(self.len))).wrapping_sub(1)
+                };
                 Some((lo, lo | host))
             }
             IpAddr::V6(_) => None,
@@ -63,11 +67,19 @@ impl Cidr {
     pub fn last(&self) -> IpAddr {
         match self.addr {
             IpAddr::V4(a) => {
-                let host = if self.len == 0 { u32::MAX } else { (1u32 << (32 - u32::from(self.len))).wrapping_sub(1) };
+                let host = if self.len == 0 {
+                    u32::MAX
+                } else {
+                    (1u32 << (32 - u32::from(self.len))).wrapping_sub(1)
+                };
                 IpAddr::V4(Ipv4Addr::from(u32::from(a) | host))
             }
             IpAddr::V6(a) => {
-                let host = if self.len == 0 { u128::MAX } else { (1u128 << (128 - u32::from(self.len))).wrapping_sub(1) };
+                let host = if self.len == 0 {
+                    u128::MAX
+                } else {
+                    (1u128 << (128 - u32::from(self.len))).wrapping_sub(1)
+                };
                 IpAddr::V6(Ipv6Addr::from(u128::from(a) | host))
             }
         }

@@ -32,13 +32,19 @@ pub fn decode_object(ctx: &mut Ctx, doc: &Node, dir: &Path) -> Option<Object> {
     let api = m.req(ctx, "apiVersion", "`bulkhead.io/v1`").and_then(|n| ctx.string(n, "`bulkhead.io/v1`"));
     if let (Some(a), Some(n)) = (&api, m.get("apiVersion")) {
         if a != API_VERSION {
-            ctx.err(&n.loc, format!("unsupported apiVersion `{}`, expected `{API_VERSION}`", truncate(a, 60)));
+            ctx.err(
+                &n.loc,
+                format!("unsupported apiVersion `{}`, expected `{API_VERSION}`", truncate(a, 60)),
+            );
         }
     }
     let kind_node = m.req(ctx, "kind", "one of Identity, Policy, Settings, Quarantine, AclTier")?;
     let kind = ctx.string(kind_node, "an object kind")?;
     if !KINDS.contains(&kind.as_str()) {
-        ctx.err(&kind_node.loc, format!("unknown kind `{}`, expected one of: {}", truncate(&kind, 60), KINDS.join(", ")));
+        ctx.err(
+            &kind_node.loc,
+            format!("unknown kind `{}`, expected one of: {}", truncate(&kind, 60), KINDS.join(", ")),
+        );
         return None;
     }
     let meta = m.req(ctx, "metadata", "a mapping with `name`")?;
@@ -70,7 +76,10 @@ pub fn decode_object(ctx: &mut Ctx, doc: &Node, dir: &Path) -> Option<Object> {
 fn decode_identity(ctx: &mut Ctx, spec: &Node, name: String, loc: Loc) -> Option<Identity> {
     let m = ctx.map(spec, "an Identity spec", &["labels", "addresses"])?;
     if name == "world" {
-        ctx.err(&loc, "`world` is the reserved identity of addresses no identity covers; choose another name");
+        ctx.err(
+            &loc,
+            "`world` is the reserved identity of addresses no identity covers; choose another name",
+        );
     }
     let mut labels = BTreeMap::new();
     if let Some(l) = m.get("labels") {
@@ -104,7 +113,13 @@ fn decode_labels(ctx: &mut Ctx, node: &Node) -> Option<BTreeMap<String, String>>
     for (k, v) in entries {
         let key = k.as_str().unwrap_or("").to_string();
         if !valid_label_part(&key) {
-            ctx.err(&k.loc, format!("invalid label key `{}`: expected letters, digits, `-`, `_`, `.` or `/`", truncate(&key, 60)));
+            ctx.err(
+                &k.loc,
+                format!(
+                    "invalid label key `{}`: expected letters, digits, `-`, `_`, `.` or `/`",
+                    truncate(&key, 60)
+                ),
+            );
             ok = false;
             continue;
         }
@@ -113,7 +128,13 @@ fn decode_labels(ctx: &mut Ctx, node: &Node) -> Option<BTreeMap<String, String>>
                 out.insert(key, val);
             }
             Some(val) => {
-                ctx.err(&v.loc, format!("invalid label value `{}`: expected letters, digits, `-`, `_`, `.` or `/`", truncate(&val, 60)));
+                ctx.err(
+                    &v.loc,
+                    format!(
+                        "invalid label value `{}`: expected letters, digits, `-`, `_`, `.` or `/`",
+                        truncate(&val, 60)
+                    ),
+                );
                 ok = false;
             }
             None => ok = false,
@@ -129,13 +150,21 @@ pub fn parse_cidr(s: &str) -> Result<Cidr, String> {
         Some((a, l)) => (a, Some(l)),
         None => (s, None),
     };
-    let addr: IpAddr = a.parse().map_err(|_| format!("expected an IPv4 or IPv6 address or CIDR like 198.18.0.0/15, found `{}`", truncate(s, 60)))?;
+    let addr: IpAddr = a.parse().map_err(|_| {
+        format!("expected an IPv4 or IPv6 address or CIDR like 198.18.0.0/15, found `{}`", truncate(s, 60))
+    })?;
     let max = if addr.is_ipv4() { 32 } else { 128 };
     let len = match l {
         None => max,
         Some(l) => match l.parse::<u8>() {
             Ok(n) if n <= max && !l.starts_with('+') => n,
-            _ => return Err(format!("invalid prefix length `{}` in `{}`: expected 0 to {max}", truncate(l, 20), truncate(s, 60))),
+            _ => {
+                return Err(format!(
+                    "invalid prefix length `{}` in `{}`: expected 0 to {max}",
+                    truncate(l, 20),
+                    truncate(s, 60)
+                ))
+            }
         },
     };
     match Cidr::new(addr, len) {
@@ -195,7 +224,9 @@ fn decode_rule(ctx: &mut Ctx, node: &Node, policy: &str) -> Option<Rule> {
     let to = m.req(ctx, "to", "a list of selectors").and_then(|n| decode_selectors(ctx, n));
     let ports = match m.get("ports") {
         Some(p) => decode_ports(ctx, p),
-        None if m.has("ports") => ctx.expected(node, "`ports` to be a list (omit the field for any protocol and port)"),
+        None if m.has("ports") => {
+            ctx.expected(node, "`ports` to be a list (omit the field for any protocol and port)")
+        }
         None => Some(Vec::new()),
     };
     let action = m.req(ctx, "action", "`allow` or `deny`").and_then(|n| decode_action(ctx, n));
@@ -271,11 +302,17 @@ fn decode_selector(ctx: &mut Ctx, node: &Node) -> Option<Selector> {
             for x in ctx.seq(e, "CIDRs")? {
                 let c = decode_cidr(ctx, x)?;
                 if c.addr.is_ipv4() != cidr.addr.is_ipv4() || !cidr.covers(&c) {
-                    ctx.err(&x.loc, format!("`except` prefix {c} must lie inside the selector's cidr {cidr}"));
+                    ctx.err(
+                        &x.loc,
+                        format!("`except` prefix {c} must lie inside the selector's cidr {cidr}"),
+                    );
                     return None;
                 }
                 if c == cidr {
-                    ctx.err(&x.loc, format!("`except` {c} removes the whole cidr: this selector can never match"));
+                    ctx.err(
+                        &x.loc,
+                        format!("`except` {c} removes the whole cidr: this selector can never match"),
+                    );
                     return None;
                 }
                 except.push(c);
@@ -300,11 +337,18 @@ fn decode_selector(ctx: &mut Ctx, node: &Node) -> Option<Selector> {
         let (clash, key) = match e {
             Expr::In(k, vs) => (want.get(k).is_some_and(|v| !vs.contains(v)), k),
             Expr::NotIn(k, vs) => (want.get(k).is_some_and(|v| vs.contains(v)), k),
-            Expr::DoesNotExist(k) => (want.contains_key(k) || exprs.iter().any(|o| matches!(o, Expr::Exists(x) | Expr::In(x, _) if x == k)), k),
+            Expr::DoesNotExist(k) => (
+                want.contains_key(k)
+                    || exprs.iter().any(|o| matches!(o, Expr::Exists(x) | Expr::In(x, _) if x == k)),
+                k,
+            ),
             Expr::Exists(_) => (false, &String::new()),
         };
         if clash {
-            ctx.err(&node.loc, format!("selector can never match: its conditions on label `{key}` contradict each other"));
+            ctx.err(
+                &node.loc,
+                format!("selector can never match: its conditions on label `{key}` contradict each other"),
+            );
             return None;
         }
     }
@@ -373,14 +417,19 @@ pub fn parse_port_range(s: &str) -> Result<(u16, u16), String> {
     }
     if let Some((a, b)) = s.split_once('-') {
         let (Some(a), Some(b)) = (num(a), num(b)) else {
-            return Err(format!("expected a port range like 8000-8080 (ports 0 to 65535), found `{}`", truncate(s, 40)));
+            return Err(format!(
+                "expected a port range like 8000-8080 (ports 0 to 65535), found `{}`",
+                truncate(s, 40)
+            ));
         };
         if a > b {
             return Err(format!("inverted port range `{s}`: the first port must not exceed the last"));
         }
         Ok((a, b))
     } else {
-        num(s).map(|p| (p, p)).ok_or_else(|| format!("expected a port (0 to 65535) or a range like 8000-8080, found `{}`", truncate(s, 40)))
+        num(s).map(|p| (p, p)).ok_or_else(|| {
+            format!("expected a port (0 to 65535) or a range like 8000-8080, found `{}`", truncate(s, 40))
+        })
     }
 }
 
@@ -398,7 +447,10 @@ fn decode_port_range(ctx: &mut Ctx, node: &Node) -> Option<(u16, u16)> {
 fn decode_ports(ctx: &mut Ctx, node: &Node) -> Option<Vec<PortMatch>> {
     let items = ctx.seq(node, "port entries")?;
     if items.is_empty() {
-        ctx.err(&node.loc, "an empty `ports` list matches nothing: omit `ports` for any protocol and port, or list entries");
+        ctx.err(
+            &node.loc,
+            "an empty `ports` list matches nothing: omit `ports` for any protocol and port, or list entries",
+        );
         return None;
     }
     let mut out = Vec::new();
@@ -419,14 +471,21 @@ fn decode_port_entry(ctx: &mut Ctx, node: &Node) -> Option<PortMatch> {
 }
 
 /// Shared by rules, ACL lines and quarantine exceptions: protocol + port (or ICMP type/code).
-fn decode_proto_fields(ctx: &mut Ctx, m: &MapReader<'_>, node: &Node, port_key: &str, default: Option<u8>) -> Option<PortMatch> {
+fn decode_proto_fields(
+    ctx: &mut Ctx,
+    m: &MapReader<'_>,
+    node: &Node,
+    port_key: &str,
+    default: Option<u8>,
+) -> Option<PortMatch> {
     let proto = match m.get("protocol") {
         Some(p) => {
             let s = ctx.string(p, "a protocol")?;
             match parse_proto(&s) {
                 Some(v) => v,
                 None => {
-                    return ctx.expected(p, "a protocol: tcp, udp, sctp, icmp, icmpv6, any, or a number 0-255");
+                    return ctx
+                        .expected(p, "a protocol: tcp, udp, sctp, icmp, icmpv6, any, or a number 0-255");
                 }
             }
         }
@@ -436,7 +495,13 @@ fn decode_proto_fields(ctx: &mut Ctx, m: &MapReader<'_>, node: &Node, port_key: 
     let is_icmp = matches!(proto, Some(1 | 58));
     if let Some(pn) = m.get(port_key) {
         if !proto.is_some_and(has_ports) {
-            ctx.err(&pn.loc, format!("`{port_key}` applies only to tcp, udp and sctp, not to protocol {}", proto.map_or("any".to_string(), proto_name)));
+            ctx.err(
+                &pn.loc,
+                format!(
+                    "`{port_key}` applies only to tcp, udp and sctp, not to protocol {}",
+                    proto.map_or("any".to_string(), proto_name)
+                ),
+            );
             return None;
         }
         pm.dport = decode_port_range(ctx, pn)?;
@@ -514,7 +579,10 @@ fn decode_settings(ctx: &mut Ctx, spec: &Node, loc: Loc) -> Option<Settings> {
             for e in ctx.seq(n, "ethertypes")? {
                 let v = ctx.uint(e, 0xffff, "an ethertype such as 0x88cc")?;
                 if v < 0x0600 {
-                    ctx.err(&e.loc, "expected an ethertype from 0x0600 to 0xffff (smaller values are 802.3 lengths)");
+                    ctx.err(
+                        &e.loc,
+                        "expected an ethertype from 0x0600 to 0xffff (smaller values are 802.3 lengths)",
+                    );
                     return None;
                 }
                 if matches!(v, 0x0800 | 0x86dd | 0x0806) {
@@ -540,7 +608,10 @@ fn decode_settings(ctx: &mut Ctx, spec: &Node, loc: Loc) -> Option<Settings> {
                     match n.as_str().and_then(parse_duration_ns) {
                         Some(v) => *slot = v,
                         None => {
-                            ctx.expected::<()>(n, "a positive duration such as 30s, 15m, 4h, 500ms, 1d or a number of seconds");
+                            ctx.expected::<()>(
+                                n,
+                                "a positive duration such as 30s, 15m, 4h, 500ms, 1d or a number of seconds",
+                            );
                         }
                     }
                 }
@@ -571,7 +642,9 @@ fn decode_quarantine(ctx: &mut Ctx, spec: &Node, name: String, loc: Loc) -> Opti
         for x in ctx.seq(n, "quarantine exceptions")? {
             let Some(em) = ctx.map(x, "a quarantine exception", &["name", "peer", "ports"]) else { continue };
             let ename = em.req(ctx, "name", "the exception's name").and_then(|n| ctx.name(n));
-            let peer = em.req(ctx, "peer", "the CIDR of the peer (e.g. a forensics host)").and_then(|n| decode_cidr(ctx, n));
+            let peer = em
+                .req(ctx, "peer", "the CIDR of the peer (e.g. a forensics host)")
+                .and_then(|n| decode_cidr(ctx, n));
             let ports = match em.get("ports") {
                 Some(p) => decode_ports(ctx, p),
                 None => Some(Vec::new()),
@@ -583,25 +656,37 @@ fn decode_quarantine(ctx: &mut Ctx, spec: &Node, name: String, loc: Loc) -> Opti
                 }
             }
             if let (Some(en), Some(peer), Some(ports)) = (ename, peer, ports) {
-                q.exceptions.push(QuarantineExceptionSpec { name: format!("{name}/{en}"), loc: x.loc.clone(), peer, ports });
+                q.exceptions.push(QuarantineExceptionSpec {
+                    name: format!("{name}/{en}"),
+                    loc: x.loc.clone(),
+                    peer,
+                    ports,
+                });
             }
         }
     }
     Some(Object::Quarantine { name, loc, spec: q })
 }
 
-const ACL_FIELDS: &[&str] = &["name", "src", "dst", "protocol", "sport", "dport", "type", "code", "action", "mode"];
+const ACL_FIELDS: &[&str] =
+    &["name", "src", "dst", "protocol", "sport", "dport", "type", "code", "action", "mode"];
 
 fn decode_acl_tier(ctx: &mut Ctx, spec: &Node, name: String, loc: Loc, dir: &Path) -> Option<AclTier> {
     let m = ctx.map(spec, "an AclTier spec", &["rules", "classbench", "action"])?;
     match (m.get("rules"), m.get("classbench")) {
         (Some(_), Some(_)) | (None, None) => {
-            ctx.err(&spec.loc, "an AclTier has exactly one of `rules` (a list) or `classbench` (a file path)");
+            ctx.err(
+                &spec.loc,
+                "an AclTier has exactly one of `rules` (a list) or `classbench` (a file path)",
+            );
             None
         }
         (Some(rules), None) => {
             if let Some(a) = m.get("action") {
-                ctx.err(&a.loc, "`action` at tier level applies only to `classbench` tiers; give each rule its action");
+                ctx.err(
+                    &a.loc,
+                    "`action` at tier level applies only to `classbench` tiers; give each rule its action",
+                );
                 return None;
             }
             let mut out = Vec::new();
@@ -614,7 +699,9 @@ fn decode_acl_tier(ctx: &mut Ctx, spec: &Node, name: String, loc: Loc, dir: &Pat
             Some(AclTier { name, loc, rules: out, source: None })
         }
         (None, Some(path_node)) => {
-            let action = m.req(ctx, "action", "`allow` or `deny` for every line of the file").and_then(|n| decode_action(ctx, n))?;
+            let action = m
+                .req(ctx, "action", "`allow` or `deny` for every line of the file")
+                .and_then(|n| decode_action(ctx, n))?;
             let rel = ctx.string(path_node, "a path to a ClassBench rule file")?;
             let path = dir.join(&rel);
             let text = match std::fs::read_to_string(&path) {

@@ -88,8 +88,12 @@ fn segment_mode(p: &Policy, id: Option<usize>) -> Option<Mode> {
 }
 
 fn quarantined(p: &Policy, q: &FlowQuery, src: Option<usize>, dst: Option<usize>) -> bool {
-    let named = |id: Option<usize>| id.is_some_and(|i| p.quarantine.identities.iter().any(|(n, _)| *n == p.identities[i].name));
-    named(src) || named(dst) || p.quarantine.addresses.iter().any(|(c, _)| c.contains(q.src) || c.contains(q.dst))
+    let named = |id: Option<usize>| {
+        id.is_some_and(|i| p.quarantine.identities.iter().any(|(n, _)| *n == p.identities[i].name))
+    };
+    named(src)
+        || named(dst)
+        || p.quarantine.addresses.iter().any(|(c, _)| c.contains(q.src) || c.contains(q.dst))
 }
 
 fn exception(p: &Policy, q: &FlowQuery) -> bool {
@@ -107,21 +111,27 @@ fn exception(p: &Policy, q: &FlowQuery) -> bool {
 pub fn judge(p: &Policy, q: &FlowQuery) -> RefJudgement {
     let (src, dst) = (identity_of(p, q.src), identity_of(p, q.dst));
     if quarantined(p, q, src, dst) {
-        let decision = if exception(p, q) { RefDecision::QuarantineException } else { RefDecision::Quarantined };
+        let decision =
+            if exception(p, q) { RefDecision::QuarantineException } else { RefDecision::Quarantined };
         return RefJudgement { src, dst, decision, mode: Mode::Enforce };
     }
     // Identity tier: deny-overrides, the most binding deny (see compile::identity_priorities).
     // Written independently of the compiler's priority numbers: any deny beats any allow; among
     // denies an explicit `enforce` one is the most binding, then one with the inherited mode,
     // then an explicit `monitor` one; ties and allows go by file order.
-    let hits: Vec<usize> = (0..p.rules.len()).filter(|&i| rule_matches(p, &p.rules[i], q, src, dst)).collect();
+    let hits: Vec<usize> =
+        (0..p.rules.len()).filter(|&i| rule_matches(p, &p.rules[i], q, src, dst)).collect();
     let mut tier_results: Vec<Option<(Action, String, Option<Mode>)>> = Vec::new();
     let binding = |m: Option<Mode>| match m {
         Some(Mode::Enforce) => 0,
         None => 1,
         Some(Mode::Monitor) => 2,
     };
-    let best_deny = hits.iter().copied().filter(|&i| p.rules[i].action == Action::Deny).min_by_key(|&i| (binding(p.rules[i].mode), i));
+    let best_deny = hits
+        .iter()
+        .copied()
+        .filter(|&i| p.rules[i].action == Action::Deny)
+        .min_by_key(|&i| (binding(p.rules[i].mode), i));
     let best = best_deny.or_else(|| hits.first().copied());
     tier_results.push(best.map(|i| (p.rules[i].action, p.rules[i].name.clone(), p.rules[i].mode)));
     for (t, hit) in p.acl_tiers.iter().zip(acl_matches(p, q)) {
@@ -134,7 +144,10 @@ pub fn judge(p: &Policy, q: &FlowQuery) -> RefJudgement {
         (None, Some((_, n, m))) => (RefDecision::Allow(n.clone()), *m),
         (None, None) => (RefDecision::DefaultDeny, None),
     };
-    let mode = rule_mode.or_else(|| segment_mode(p, dst)).or_else(|| segment_mode(p, src)).unwrap_or(p.settings.mode);
+    let mode = rule_mode
+        .or_else(|| segment_mode(p, dst))
+        .or_else(|| segment_mode(p, src))
+        .unwrap_or(p.settings.mode);
     RefJudgement { src, dst, decision, mode }
 }
 

@@ -21,17 +21,25 @@ fn endpoint(p: &Policy, c: &CompiledPolicy, role: &str, a: IpAddr) -> String {
         None => format!("{role:<12} {a} -> identity world (no identity covers this address)"),
         Some(i) => {
             let id = &p.identities[i];
-            let prefix = id.addresses.iter().filter(|(cidr, _)| cidr.contains(a)).max_by_key(|(cidr, _)| cidr.len);
+            let prefix =
+                id.addresses.iter().filter(|(cidr, _)| cidr.contains(a)).max_by_key(|(cidr, _)| cidr.len);
             let labels: Vec<String> = id.labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
             let seg = id.zone().map_or_else(
                 || "no segment".to_string(),
                 |z| {
                     let m = p.settings.segments.get(z).and_then(|s| s.mode);
-                    format!("segment {z}{}", m.map_or(String::new(), |m| format!(", segment mode {}", mode_name(m))))
+                    format!(
+                        "segment {z}{}",
+                        m.map_or(String::new(), |m| format!(", segment mode {}", mode_name(m)))
+                    )
                 },
             );
             let via = prefix.map_or(String::new(), |(cidr, loc)| format!(" via {cidr} ({loc})"));
-            let mut s = format!("{role:<12} {a} -> identity {name}{via}\n{:<12} labels {{{}}}, {seg}", "", labels.join(", "));
+            let mut s = format!(
+                "{role:<12} {a} -> identity {name}{via}\n{:<12} labels {{{}}}, {seg}",
+                "",
+                labels.join(", ")
+            );
             if name != id.name {
                 let _ = write!(s, "\n{:<12} WARNING: compiled tables resolve this address to `{name}`", "");
             }
@@ -60,7 +68,13 @@ pub fn explain(p: &Policy, c: &CompiledPolicy, q: &FlowQuery) -> String {
         for i in hits {
             let rule = &p.rules[i];
             let mode = rule.mode.map_or(String::new(), |m| format!(" (mode {})", mode_name(m)));
-            let _ = writeln!(out, "               {:<5} {}{mode}  [{}]", action_name(rule.action), rule.name, rule.loc);
+            let _ = writeln!(
+                out,
+                "               {:<5} {}{mode}  [{}]",
+                action_name(rule.action),
+                rule.name,
+                rule.loc
+            );
         }
     }
     for (t, hit) in p.acl_tiers.iter().zip(reference::acl_matches(p, q)) {
@@ -70,7 +84,14 @@ pub fn explain(p: &Policy, c: &CompiledPolicy, q: &FlowQuery) -> String {
             }
             Some(i) => {
                 let r = &t.rules[i];
-                let _ = writeln!(out, "acl tier     {}: first match is line {i} {} ({})  [{}]", t.name, r.name, action_name(r.action), r.loc);
+                let _ = writeln!(
+                    out,
+                    "acl tier     {}: first match is line {i} {} ({})  [{}]",
+                    t.name,
+                    r.name,
+                    action_name(r.action),
+                    r.loc
+                );
             }
             None => {
                 let _ = writeln!(out, "acl tier     {}: no line matches", t.name);
@@ -82,14 +103,18 @@ pub fn explain(p: &Policy, c: &CompiledPolicy, q: &FlowQuery) -> String {
         Decision::Allow { .. } => format!("allow rule {} (no deny matches)", decided_by(c, j.decision)),
         Decision::DefaultDeny => "default deny (no rule allows this flow)".to_string(),
         Decision::Quarantined => "quarantine (no quarantine exception matches)".to_string(),
-        Decision::QuarantineException => "quarantine exception (quarantined, but the peer is an exception)".to_string(),
+        Decision::QuarantineException => {
+            "quarantine exception (quarantined, but the peer is an exception)".to_string()
+        }
     };
     let _ = writeln!(out, "decided by   {why}");
     let mode_src = match j.decision {
         Decision::Quarantined | Decision::QuarantineException => "quarantine is always enforced".to_string(),
         _ => {
             let rule_mode = match j.decision {
-                Decision::Allow { tier, rule } | Decision::Deny { tier, rule } => c.tables.rules[tier as usize][rule as usize].mode,
+                Decision::Allow { tier, rule } | Decision::Deny { tier, rule } => {
+                    c.tables.rules[tier as usize][rule as usize].mode
+                }
                 _ => None,
             };
             let seg = |id: u32| {
@@ -116,14 +141,21 @@ pub fn explain(p: &Policy, c: &CompiledPolicy, q: &FlowQuery) -> String {
     };
     let _ = writeln!(out, "verdict      {verdict}{note}");
     let agrees = match (&r.decision, j.decision) {
-        (RefDecision::Allow(n), Decision::Allow { .. }) | (RefDecision::Deny(n), Decision::Deny { .. }) => *n == decided_by(c, j.decision),
+        (RefDecision::Allow(n), Decision::Allow { .. }) | (RefDecision::Deny(n), Decision::Deny { .. }) => {
+            *n == decided_by(c, j.decision)
+        }
         (RefDecision::DefaultDeny, Decision::DefaultDeny)
         | (RefDecision::Quarantined, Decision::Quarantined)
         | (RefDecision::QuarantineException, Decision::QuarantineException) => true,
         _ => false,
     } && r.mode == j.mode;
     if !agrees {
-        let _ = writeln!(out, "WARNING      the reference evaluator disagrees ({:?}, {}): please report this compiler bug", r.decision, mode_name(r.mode));
+        let _ = writeln!(
+            out,
+            "WARNING      the reference evaluator disagrees ({:?}, {}): please report this compiler bug",
+            r.decision,
+            mode_name(r.mode)
+        );
     }
     out
 }

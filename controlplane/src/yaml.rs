@@ -34,7 +34,10 @@ pub enum NodeKind {
     /// `~`, `null`, or nothing at all after a key.
     Null,
     /// Any scalar; `quoted` is true for single- or double-quoted and block scalars.
-    Scalar { text: String, quoted: bool },
+    Scalar {
+        text: String,
+        quoted: bool,
+    },
     Seq(Vec<Node>),
     /// Entries in source order; keys are unique (checked while loading).
     Map(Vec<(Node, Node)>),
@@ -74,7 +77,11 @@ pub fn load_documents(file: &Arc<str>, src: &str) -> Result<Vec<Node>, Diagnosti
     let mut stack: Vec<Frame> = Vec::new();
     let mut errors = Vec::new();
     let loc_of = |m: &saphyr_parser::Marker| {
-        Loc::new(file, u32::try_from(m.line()).unwrap_or(u32::MAX), u32::try_from(m.col() + 1).unwrap_or(u32::MAX))
+        Loc::new(
+            file,
+            u32::try_from(m.line()).unwrap_or(u32::MAX),
+            u32::try_from(m.col() + 1).unwrap_or(u32::MAX),
+        )
     };
     while let Some(ev) = parser.next_event() {
         let (ev, span) = match ev {
@@ -87,17 +94,23 @@ pub fn load_documents(file: &Arc<str>, src: &str) -> Result<Vec<Node>, Diagnosti
         };
         let loc = loc_of(&span.start);
         let node = match ev {
-            Event::StreamStart | Event::StreamEnd | Event::DocumentStart(_) | Event::DocumentEnd | Event::Nothing => {
-                continue
-            }
+            Event::StreamStart
+            | Event::StreamEnd
+            | Event::DocumentStart(_)
+            | Event::DocumentEnd
+            | Event::Nothing => continue,
             Event::Alias(_) => {
-                errors.push(Diagnostic::new(&loc, "YAML aliases (*name) are not supported in policy files; write the value out"));
+                errors.push(Diagnostic::new(
+                    &loc,
+                    "YAML aliases (*name) are not supported in policy files; write the value out",
+                ));
                 Node { kind: NodeKind::Null, loc }
             }
             Event::Scalar(text, style, _, _) => {
                 let quoted = !matches!(style, ScalarStyle::Plain);
                 let null = !quoted && matches!(&*text, "" | "~" | "null" | "Null" | "NULL");
-                let kind = if null { NodeKind::Null } else { NodeKind::Scalar { text: text.into_owned(), quoted } };
+                let kind =
+                    if null { NodeKind::Null } else { NodeKind::Scalar { text: text.into_owned(), quoted } };
                 Node { kind, loc }
             }
             Event::SequenceStart(..) | Event::MappingStart(..) => {
@@ -134,7 +147,10 @@ pub fn load_documents(file: &Arc<str>, src: &str) -> Result<Vec<Node>, Diagnosti
                     };
                     match key_text {
                         Some(k) if !seen.insert(k.clone()) => {
-                            errors.push(Diagnostic::new(&node.loc, format!("duplicate key `{k}` in this mapping")));
+                            errors.push(Diagnostic::new(
+                                &node.loc,
+                                format!("duplicate key `{k}` in this mapping"),
+                            ));
                         }
                         None => {
                             errors.push(Diagnostic::new(&node.loc, "mapping keys must be plain scalars"));
@@ -190,7 +206,13 @@ impl Ctx {
             || s.len() > 253
             || !s.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
         {
-            self.err(&node.loc, format!("invalid name `{}`: expected 1-253 characters of letters, digits, `-`, `_` or `.`", truncate(&s, 60)));
+            self.err(
+                &node.loc,
+                format!(
+                    "invalid name `{}`: expected 1-253 characters of letters, digits, `-`, `_` or `.`",
+                    truncate(&s, 60)
+                ),
+            );
             return None;
         }
         Some(s)
@@ -221,7 +243,12 @@ impl Ctx {
     }
 
     /// Opens a mapping for field-by-field reading; `fields` lists every accepted key.
-    pub fn map<'a>(&mut self, node: &'a Node, what: &str, fields: &'static [&'static str]) -> Option<MapReader<'a>> {
+    pub fn map<'a>(
+        &mut self,
+        node: &'a Node,
+        what: &str,
+        fields: &'static [&'static str],
+    ) -> Option<MapReader<'a>> {
         match &node.kind {
             NodeKind::Map(entries) => {
                 for (k, _) in entries {
@@ -229,7 +256,11 @@ impl Ctx {
                     if !fields.contains(&key) {
                         self.err(
                             &k.loc,
-                            format!("unknown field `{}` in {what}, expected one of: {}", truncate(key, 60), fields.join(", ")),
+                            format!(
+                                "unknown field `{}` in {what}, expected one of: {}",
+                                truncate(key, 60),
+                                fields.join(", ")
+                            ),
                         );
                     }
                 }

@@ -35,7 +35,8 @@ fn tmp(name: &str, content: &str) -> PathBuf {
 #[test]
 fn every_example_passes_its_cases() {
     let mut n = 0;
-    let mut dirs: Vec<PathBuf> = std::fs::read_dir(root().join("config")).unwrap().map(|e| e.unwrap().path()).collect();
+    let mut dirs: Vec<PathBuf> =
+        std::fs::read_dir(root().join("config")).unwrap().map(|e| e.unwrap().path()).collect();
     dirs.sort();
     for d in dirs {
         let (policy, cases) = (d.join("policy"), d.join("cases.yaml"));
@@ -91,7 +92,20 @@ fn test_reports_failures_and_exits_nonzero() {
 
 #[test]
 fn trace_explains_deny_and_default_deny() {
-    let o = run(&["policy", "trace", "--policy", "config/zones/policy", "--from", "198.18.20.5", "--to", "198.18.30.10", "--proto", "tcp", "--dport", "443"]);
+    let o = run(&[
+        "policy",
+        "trace",
+        "--policy",
+        "config/zones/policy",
+        "--from",
+        "198.18.20.5",
+        "--to",
+        "198.18.30.10",
+        "--proto",
+        "tcp",
+        "--dport",
+        "443",
+    ]);
     let (out, _) = text(&o);
     assert!(o.status.success());
     assert!(out.contains("identity dev-hosts"), "{out}");
@@ -99,11 +113,33 @@ fn trace_explains_deny_and_default_deny() {
     assert!(out.contains("deny rule zones/dev-never-prod"), "{out}");
     assert!(out.contains("verdict      deny"), "{out}");
 
-    let o = run(&["policy", "trace", "--policy", "config/zones/policy", "--from", "198.18.10.5", "--to", "198.18.30.70", "--dport", "5432"]);
+    let o = run(&[
+        "policy",
+        "trace",
+        "--policy",
+        "config/zones/policy",
+        "--from",
+        "198.18.10.5",
+        "--to",
+        "198.18.30.70",
+        "--dport",
+        "5432",
+    ]);
     let (out, _) = text(&o);
     assert!(out.contains("default deny"), "{out}");
 
-    let o = run(&["policy", "trace", "--policy", "config/demo/policy", "--from", "198.18.1.20", "--to", "198.19.1.30", "--dport", "80"]);
+    let o = run(&[
+        "policy",
+        "trace",
+        "--policy",
+        "config/demo/policy",
+        "--from",
+        "198.18.1.20",
+        "--to",
+        "198.19.1.30",
+        "--dport",
+        "80",
+    ]);
     let (out, _) = text(&o);
     assert!(out.contains("mode         monitor (from the source's segment dev)"), "{out}");
     assert!(out.contains("verdict      would_deny"), "{out}");
@@ -117,14 +153,22 @@ fn diff_shows_changed_pairs() {
     for f in ["identities.yaml", "settings.yaml"] {
         std::fs::copy(old.join(f), newdir.join(f)).unwrap();
     }
-    let rules = std::fs::read_to_string(old.join("rules.yaml")).unwrap().replace("port: 5432", "port: 5432-5433");
+    let rules =
+        std::fs::read_to_string(old.join("rules.yaml")).unwrap().replace("port: 5432", "port: 5432-5433");
     std::fs::write(newdir.join("rules.yaml"), rules).unwrap();
     let o = run(&["policy", "diff", old.to_str().unwrap(), newdir.to_str().unwrap()]);
     let (out, _) = text(&o);
     assert!(o.status.success());
     assert!(out.contains("FROM"), "{out}");
-    let row = out.lines().find(|l| l.contains("tcp/5433")).unwrap_or_else(|| panic!("no tcp/5433 row:\n{out}"));
-    assert!(row.starts_with("prod-web") && row.contains("prod-db") && row.contains("deny") && row.contains("allow"), "{row}");
+    let row =
+        out.lines().find(|l| l.contains("tcp/5433")).unwrap_or_else(|| panic!("no tcp/5433 row:\n{out}"));
+    assert!(
+        row.starts_with("prod-web")
+            && row.contains("prod-db")
+            && row.contains("deny")
+            && row.contains("allow"),
+        "{row}"
+    );
     assert!(out.contains("1 changes"), "{out}");
     let o = run(&["policy", "diff", old.to_str().unwrap(), old.to_str().unwrap()]);
     assert!(text(&o).0.contains("no verdict changes"));
@@ -133,7 +177,8 @@ fn diff_shows_changed_pairs() {
 fn linear(rules_path: &Path, trace_path: &Path, limit: usize) -> Vec<i64> {
     let rules: Vec<ClassifierRule> =
         bulkhead_tables::classbench::parse_rules(&std::fs::read_to_string(rules_path).unwrap()).unwrap();
-    let keys = bulkhead_tables::classbench::parse_trace_keys(&std::fs::read_to_string(trace_path).unwrap()).unwrap();
+    let keys =
+        bulkhead_tables::classbench::parse_trace_keys(&std::fs::read_to_string(trace_path).unwrap()).unwrap();
     keys.iter().take(limit).map(|k| reference_classify(&rules, k).map_or(-1, i64::from)).collect()
 }
 
@@ -143,7 +188,8 @@ fn acl_check(set: &str, limit: usize) {
     let rules = data.join(set);
     let trace_full = data.join(format!("{set}_trace"));
     // A cut trace keeps the debug-build test fast; the first `limit` lines.
-    let cut: String = std::fs::read_to_string(&trace_full).unwrap().lines().take(limit).map(|l| format!("{l}\n")).collect();
+    let cut: String =
+        std::fs::read_to_string(&trace_full).unwrap().lines().take(limit).map(|l| format!("{l}\n")).collect();
     let trace = tmp(&format!("{set}_trace_cut"), &cut);
     let o = run(&["acl", "match", "--rules", rules.to_str().unwrap(), "--trace", trace.to_str().unwrap()]);
     assert!(o.status.success(), "{:?}", text(&o));

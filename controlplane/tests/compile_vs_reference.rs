@@ -46,7 +46,10 @@ fn rand_prefix(r: &mut Rng) -> Cidr {
     } else {
         // Inside 198.18.0.0/15, with few distinct values so prefixes nest and collide.
         let len = *r.pick(&[15u8, 16, 20, 24, 24, 28, 32, 32]);
-        let a = 0xC612_0000u32 | ((r.below(2) as u32) << 16) | ((r.below(4) as u32) << 8) | (r.below(4) as u32 * 5);
+        let a = 0xC612_0000u32
+            | ((r.below(2) as u32) << 16)
+            | ((r.below(4) as u32) << 8)
+            | (r.below(4) as u32 * 5);
         Cidr { addr: mask_addr(IpAddr::V4(Ipv4Addr::from(a)), len), len }
     }
 }
@@ -145,8 +148,12 @@ fn rand_policy(seed: u64) -> Policy {
     }
     let names: Vec<String> = p.identities.iter().map(|i| i.name.clone()).collect();
     for i in 0..r.below(10) {
-        let from = (0..1 + r.below(2)).map(|_| SelectorAt { sel: rand_selector(&mut r, &names), loc: loc() }).collect();
-        let to = (0..1 + r.below(2)).map(|_| SelectorAt { sel: rand_selector(&mut r, &names), loc: loc() }).collect();
+        let from = (0..1 + r.below(2))
+            .map(|_| SelectorAt { sel: rand_selector(&mut r, &names), loc: loc() })
+            .collect();
+        let to = (0..1 + r.below(2))
+            .map(|_| SelectorAt { sel: rand_selector(&mut r, &names), loc: loc() })
+            .collect();
         p.rules.push(Rule {
             name: format!("p/r{i}"),
             loc: loc(),
@@ -160,7 +167,9 @@ fn rand_policy(seed: u64) -> Policy {
     p.settings.mode = if r.chance(30) { Mode::Monitor } else { Mode::Enforce };
     for z in VALUES {
         if r.chance(30) {
-            p.settings.segments.insert((*z).to_string(), SegmentSettings { mode: rand_mode(&mut r), loc: loc() });
+            p.settings
+                .segments
+                .insert((*z).to_string(), SegmentSettings { mode: rand_mode(&mut r), loc: loc() });
         }
     }
     if r.chance(30) && !names.is_empty() {
@@ -171,7 +180,12 @@ fn rand_policy(seed: u64) -> Policy {
     }
     if r.chance(30) {
         let ports = rand_ports(&mut r).into_iter().filter(|p| p.sport == ANY_PORT).collect();
-        p.quarantine.exceptions.push(QuarantineExceptionSpec { name: "q/x".into(), loc: loc(), peer: rand_prefix(&mut r), ports });
+        p.quarantine.exceptions.push(QuarantineExceptionSpec {
+            name: "q/x".into(),
+            loc: loc(),
+            peer: rand_prefix(&mut r),
+            ports,
+        });
     }
     for t in 0..r.below(3) {
         let mut rules = Vec::new();
@@ -254,9 +268,25 @@ fn check(seed: u64) -> Result<(), TestCaseError> {
         let got = c.tables.judge(&q);
         let want = reference::judge(&p, &q);
         let name = |id: Option<usize>| id.map_or("world".to_string(), |i| p.identities[i].name.clone());
-        prop_assert_eq!(c.tables.identity_name(got.src_identity).to_string(), name(want.src), "src identity {:?}", q);
-        prop_assert_eq!(c.tables.identity_name(got.dst_identity).to_string(), name(want.dst), "dst identity {:?}", q);
-        prop_assert_eq!(compiled_decision(&c.tables, got.decision), want.decision, "decision {:?} seed {}", q, seed);
+        prop_assert_eq!(
+            c.tables.identity_name(got.src_identity).to_string(),
+            name(want.src),
+            "src identity {:?}",
+            q
+        );
+        prop_assert_eq!(
+            c.tables.identity_name(got.dst_identity).to_string(),
+            name(want.dst),
+            "dst identity {:?}",
+            q
+        );
+        prop_assert_eq!(
+            compiled_decision(&c.tables, got.decision),
+            want.decision,
+            "decision {:?} seed {}",
+            q,
+            seed
+        );
         prop_assert_eq!(got.mode, want.mode, "mode {:?}", q);
     }
     Ok(())

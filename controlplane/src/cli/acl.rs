@@ -38,7 +38,9 @@ pub fn run(cmd: AclCmd) -> ExitCode {
 
 fn read(p: &PathBuf) -> Result<(Arc<str>, String), Diagnostics> {
     let name: Arc<str> = Arc::from(p.display().to_string());
-    std::fs::read_to_string(p).map(|t| (Arc::clone(&name), t)).map_err(|e| Diagnostics::single(&Loc::file(&name), format!("cannot read: {e}")))
+    std::fs::read_to_string(p)
+        .map(|t| (Arc::clone(&name), t))
+        .map_err(|e| Diagnostics::single(&Loc::file(&name), format!("cannot read: {e}")))
 }
 
 fn match_cmd(a: &MatchArgs) -> ExitCode {

@@ -118,11 +118,12 @@ fn check(a: &CheckArgs) -> ExitCode {
                 println!("identity ids (atoms): {}", s.atoms);
                 println!("lpm prefixes:         {}", s.prefixes);
                 println!("entries per tier:     {:?}", s.entries);
+                println!("atoms + lpm inserts:  {:.3} ms", s.atoms_time.as_secs_f64() * 1e3);
                 println!("resolve selectors:    {:.3} ms", s.resolve_time.as_secs_f64() * 1e3);
                 println!("build classifiers:    {:.3} ms", s.classifier_time.as_secs_f64() * 1e3);
                 println!("build lpm:            {:.3} ms", s.lpm_time.as_secs_f64() * 1e3);
                 println!("compile total:        {:.3} ms", s.total_time.as_secs_f64() * 1e3);
-                println!("estimated memory:     {:.1} KiB", s.estimated_bytes as f64 / 1024.0);
+                println!("table memory:         {:.1} KiB", s.estimated_bytes as f64 / 1024.0);
             }
             ExitCode::SUCCESS
         }
@@ -162,7 +163,13 @@ fn test(a: &TestArgs) -> ExitCode {
                 r.decided_by
             );
         } else if a.verbose {
-            println!("{}: ok {label}: {} -> {} (decided by {})", case.loc, describe_query(&r.query), r.got, r.decided_by);
+            println!(
+                "{}: ok {label}: {} -> {} (decided by {})",
+                case.loc,
+                describe_query(&r.query),
+                r.got,
+                r.decided_by
+            );
         }
     }
     println!("{} passed, {} failed", cases.len() - failed, failed);
@@ -175,7 +182,10 @@ fn test(a: &TestArgs) -> ExitCode {
 
 fn trace_cmd(a: &TraceArgs) -> ExitCode {
     let Some(Some(proto)) = parse_proto(&a.proto) else {
-        eprintln!("error: --proto: expected tcp, udp, sctp, icmp, icmpv6 or a protocol number 0-255, found `{}`", a.proto);
+        eprintln!(
+            "error: --proto: expected tcp, udp, sctp, icmp, icmpv6 or a protocol number 0-255, found `{}`",
+            a.proto
+        );
         return ExitCode::from(2);
     };
     if a.from.is_ipv4() != a.to.is_ipv4() {
@@ -186,7 +196,11 @@ fn trace_cmd(a: &TraceArgs) -> ExitCode {
         Ok(x) => x,
         Err(d) => return fail(&d),
     };
-    let (sport, dport) = if matches!(proto, 1 | 58) { (u16::from(a.icmp_type), u16::from(a.code)) } else { (a.sport, a.dport) };
+    let (sport, dport) = if matches!(proto, 1 | 58) {
+        (u16::from(a.icmp_type), u16::from(a.code))
+    } else {
+        (a.sport, a.dport)
+    };
     let q = FlowQuery { src: a.from, dst: a.to, proto, sport, dport };
     print!("{}", trace::explain(&p, &c, &q));
     ExitCode::SUCCESS

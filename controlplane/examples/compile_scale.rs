@@ -1,0 +1,165 @@
+//! Compile-time and memory at the issue's scale: 64k identities, 1M identity prefixes, 100k
+//! rules (plus a 1% sprinkle of cidr selectors). Run in release:
+//!
+//! ```text
+//! cargo run --release -p bulkhead-control --example compile_scale [RULES] [IDENTITIES] [PREFIXES]
+//! ```
+//!
+//! The policy is generated in memory (parsing 100k rules of YAML is measured separately by
+//! `policy check --stats` on real files). Addresses: IPv4 /32s from 198.18.0.0/15 (131072 of
+//! them) and IPv6 /64s from 2001:db8::/32 for the rest. RSS is read from /proc/self/status.
+
+use bulkhead_control::model::*;
+use bulkhead_control::{compile, Loc};
+use bulkhead_tables::{Action, FlowQuery};
+use std::collections::BTreeMap;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::time::Instant;
+
+fn rss_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+/// User + system CPU time of this process, from /proc/self/stat (clock ticks of 10 ms).
+fn cpu_ms() -> f64 {
+    std::fs::read_to_string("/proc/self/stat")
+        .ok()
+        .and_then(|s| {
+            let rest = s.rsplit_once(')')?.1;
+            let f: Vec<&str> = rest.split_whitespace().collect();
+            let ticks: u64 = f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?;
+            Some(ticks as f64 * 10.0)
+        })
+        .unwrap_or(0.0)
+}
+
+fn main() {
+    let args: Vec<usize> = std::env::args().skip(1).filter_map(|a| a.parse().ok()).collect();
+    let n_rules = args.first().copied().unwrap_or(100_000);
+    let n_ids = args.get(1).copied().unwrap_or(65_536);
+    let n_prefixes = args.get(2).copied().unwrap_or(1_000_000);
+    let loc = Loc::file("gen");
+    let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+    let mut rnd = move |n: usize| {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        (seed % n as u64) as usize
+    };
+    let (zones, apps, tiers) = (8usize, 2000usize, 4usize);
+    let per_id = n_prefixes.div_ceil(n_ids);
+    let mut p = Policy::default();
+    let mut v4_next = 0u32;
+    let mut v6_next = 0u128;
+    let mut total = 0usize;
+    for i in 0..n_ids {
+        let app = i % apps;
+        let mut labels = BTreeMap::new();
+        labels.insert("zone".to_string(), format!("z{}", app % zones));
+        labels.insert("app".to_string(), format!("a{app}"));
+        labels.insert("tier".to_string(), format!("t{}", (i / apps) % tiers));
+        let mut addresses = Vec::with_capacity(per_id);
+        for _ in 0..per_id {
+            if total >= n_prefixes {
+                break;
+            }
+            let c = if v4_next < (1 << 17) {
+                let a = 0xC612_0000u32 + v4_next;
+                v4_next += 1;
+                Cidr { addr: IpAddr::V4(Ipv4Addr::from(a)), len: 32 }
+            } else {
+                let a = (0x2001_0db8u128 << 96) | (v6_next << 64);
+                v6_next += 1;
+                Cidr { addr: IpAddr::V6(Ipv6Addr::from(a)), len: 64 }
+            };
+            addresses.push((c, loc.clone()));
+            total += 1;
+        }
+        p.identities.push(Identity { name: format!("id{i}"), loc: loc.clone(), labels, addresses });
+    }
+    for r in 0..n_rules {
+        let sel = |app: usize, tier: usize| {
+            let mut l = BTreeMap::new();
+            l.insert("app".to_string(), format!("a{app}"));
+            l.insert("tier".to_string(), format!("t{tier}"));
+            SelectorAt { sel: Selector::Labels { labels: l, exprs: Vec::new() }, loc: Loc::file("gen") }
+        };
+        let from = vec![sel(rnd(apps), rnd(tiers))];
+        let to = if r % 100 == 0 {
+            let a = 0xC612_0000u32 + ((rnd(512) as u32) << 8);
+            vec![SelectorAt {
+                sel: Selector::Cidr {
+                    cidr: Cidr { addr: IpAddr::V4(Ipv4Addr::from(a)), len: 24 },
+                    except: Vec::new(),
+                },
+                loc: loc.clone(),
+            }]
+        } else {
+            vec![sel(rnd(apps), rnd(tiers))]
+        };
+        let port = 1000 + rnd(20_000) as u16;
+        let ports = if r % 3 == 0 {
+            vec![
+                PortMatch { proto: Some(6), sport: ANY_PORT, dport: (port, port + 10) },
+                PortMatch { proto: Some(17), sport: ANY_PORT, dport: (53, 53) },
+            ]
+        } else {
+            vec![PortMatch { proto: Some(6), sport: ANY_PORT, dport: (port, port) }]
+        };
+        let action = if r % 10 == 0 { Action::Deny } else { Action::Allow };
+        p.rules.push(Rule {
+            name: format!("gen/r{r}"),
+            loc: loc.clone(),
+            from,
+            to,
+            ports,
+            action,
+            mode: None,
+        });
+    }
+    println!("policy: {} identities, {} prefixes, {} rules", p.identities.len(), total, p.rules.len());
+    let before = rss_kib();
+    let cpu0 = cpu_ms();
+    let t = Instant::now();
+    let c = compile(&p, 1).expect("compiles");
+    let wall = t.elapsed();
+    let cpu = cpu_ms() - cpu0;
+    let after = rss_kib();
+    let s = &c.stats;
+    println!("identity ids (atoms):  {}", s.atoms);
+    println!("lpm prefixes:          {}", s.prefixes);
+    println!("classifier entries:    {:?}", s.entries);
+    println!("atoms + lpm inserts:   {:.1} ms", s.atoms_time.as_secs_f64() * 1e3);
+    println!(
+        "other (order, names):  {:.1} ms",
+        (s.total_time - s.atoms_time - s.resolve_time - s.classifier_time - s.lpm_time).as_secs_f64() * 1e3
+    );
+    println!("resolve selectors:     {:.1} ms", s.resolve_time.as_secs_f64() * 1e3);
+    println!("build classifier:      {:.1} ms", s.classifier_time.as_secs_f64() * 1e3);
+    println!("build lpm:             {:.1} ms", s.lpm_time.as_secs_f64() * 1e3);
+    println!("compile total:         {:.1} ms wall, {cpu:.0} ms cpu", wall.as_secs_f64() * 1e3);
+    println!("table memory:          {:.1} MiB", s.estimated_bytes as f64 / 1048576.0);
+    println!("rss growth:            {:.1} MiB", after.saturating_sub(before) as f64 / 1024.0);
+    // Sanity: one lookup through the compiled set.
+    let q = FlowQuery {
+        src: "198.18.0.1".parse().unwrap(),
+        dst: "198.18.0.2".parse().unwrap(),
+        proto: 6,
+        sport: 40000,
+        dport: 1234,
+    };
+    let j = c.tables.judge(&q);
+    println!(
+        "sample judge:          {:?} ({} -> {})",
+        j.decision,
+        c.tables.identity_name(j.src_identity),
+        c.tables.identity_name(j.dst_identity)
+    );
+}
