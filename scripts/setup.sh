@@ -7,7 +7,8 @@
 #     clang llvm m4 libelf-dev zlib1g-dev libpcap-dev pkg-config make gcc-multilib (the last provides
 #     /usr/include/asm, which clang -target bpf needs when libxdp compiles its BPF objects)
 #   testbed and end-to-end tests: iproute2 (ip netns/link/addr), iputils-ping, netcat-openbsd, socat,
-#     iperf3, ethtool, bpftool (inspecting attached XDP programs when debugging)
+#     iperf3, ethtool, bpftool (inspecting attached XDP programs when debugging), jq (the demo reads
+#     `bulkhead stats --json` and the JSON-lines flow log)
 #   benchmarks: tcpreplay, netsniff-ng (trafgen), nftables (kernel forwarding baseline),
 #     dpdk + dpdk-dev (dpdk-testpmd with net_af_xdp, dpdk-test-acl)
 #   metrics checks in the demo: prometheus (promtool and the server)
@@ -22,7 +23,7 @@ need=(
   # build
   clang llvm m4 libelf-dev zlib1g-dev libpcap-dev pkg-config make gcc gcc-multilib
   # testbed / e2e
-  iproute2 iputils-ping netcat-openbsd socat iperf3 ethtool bpftool
+  iproute2 iputils-ping netcat-openbsd socat iperf3 ethtool bpftool jq
   # benchmarks
   tcpreplay netsniff-ng nftables dpdk dpdk-dev
   # metrics
