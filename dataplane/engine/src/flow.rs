@@ -365,6 +365,12 @@ impl FlowTable {
         None
     }
 
+    /// True when `slot` holds a live flow whose key is `key` (false for [`NONE`]).
+    #[inline]
+    pub fn holds(&self, slot: u32, key: &FlowKey) -> bool {
+        self.get(slot).is_some_and(|f| f.key == *key)
+    }
+
     pub fn is_full(&self) -> bool {
         self.free.is_empty()
     }

@@ -73,6 +73,9 @@ struct Pre {
     parsed: Result<Parsed, Malformed>,
     key: FlowKey,
     hash: u64,
+    /// The slot pass 2 found by tag in the home bucket ([`NONE`] if none): a hint that pass 3
+    /// confirms by key (earlier packets of the batch may have changed the table since).
+    cand: u32,
     from_a: bool,
     keyed: bool,
 }
@@ -83,6 +86,7 @@ impl Default for Pre {
             parsed: Err(Malformed::TruncatedEthernet),
             key: FlowKey::default(),
             hash: 0,
+            cand: NONE,
             from_a: true,
             keyed: false,
         }
@@ -211,9 +215,10 @@ impl Worker {
                 acc = acc.wrapping_add(u64::from(self.table.touch_bucket(p.hash)));
             }
         }
-        for p in &self.pre[..len] {
+        for p in &mut self.pre[..len] {
             if p.keyed {
                 let c = self.table.candidate(p.hash);
+                p.cand = c;
                 if c != NONE {
                     acc = acc.wrapping_add(self.table.touch_flow(c));
                 }
@@ -292,13 +297,12 @@ impl Worker {
         if let Some(q) = info.quoted {
             return self.icmp_error(now, tables, info, &q);
         }
-        let (key, hash, from_a) = if p.keyed {
-            (p.key, p.hash, p.from_a)
-        } else {
-            let (k, a) = FlowKey::new(info.src, info.sport, info.dst, info.dport, info.proto);
-            (k, self.table.hash(&k), a)
-        };
-        self.conn(now, tables, info, key, hash, from_a, len as u64)
+        if p.keyed {
+            return self.conn(now, tables, info, &p.key, p.hash, p.cand, p.from_a, len as u64);
+        }
+        let (k, a) = FlowKey::new(info.src, info.sport, info.dst, info.dport, info.proto);
+        let h = self.table.hash(&k);
+        self.conn(now, tables, info, &k, h, NONE, a, len as u64)
     }
 
     #[allow(clippy::too_many_arguments)] // the packet's pre-computed key travels with it
@@ -307,8 +311,9 @@ impl Worker {
         now: u64,
         tables: &TableSet,
         info: &PacketInfo,
-        key: FlowKey,
+        key: &FlowKey,
         hash: u64,
+        cand: u32,
         from_a: bool,
         len: u64,
     ) -> Verdict {
@@ -316,7 +321,9 @@ impl Worker {
         if tcp && !valid_tcp_flags(info.tcp_flags) {
             return Verdict::Drop(DropReason::InvalidTcpFlags);
         }
-        let mut slot = self.table.find(&key, hash);
+        // The prefetch pass's candidate is the flow's slot when it holds this key (keys are
+        // unique in the table); otherwise (tag collision, or the batch changed the table) probe.
+        let mut slot = if self.table.holds(cand, key) { Some(cand) } else { self.table.find(key, hash) };
         if let Some(s) = slot {
             if self.table.get(s).is_some_and(|f| f.expired(now, &tables.config)) {
                 self.remove_flow(now, tables, s, Removal::Expired);
@@ -324,17 +331,19 @@ impl Worker {
             }
         }
         let Some(s) = slot else {
-            return self.open(now, tables, info, key, hash, from_a, len);
+            return self.open(now, tables, info, *key, hash, from_a, len);
         };
         if tcp
             && info.tcp_flags & (SYN | ACK) == SYN
             && self.table.get(s).is_some_and(|f| f.state == st::TIME_WAIT || f.state == st::CLOSED)
         {
             self.remove_flow(now, tables, s, Removal::Closed);
-            return self.open(now, tables, info, key, hash, from_a, len);
+            return self.open(now, tables, info, *key, hash, from_a, len);
         }
-        if let Some(v) = self.revalidate(now, tables, s) {
-            return v;
+        if self.table.get(s).is_some_and(|f| f.generation != tables.generation) {
+            if let Some(v) = self.revalidate(now, tables, s) {
+                return v;
+            }
         }
         let Some(f) = self.table.get_mut(s) else { return Verdict::Drop(DropReason::InvalidState) };
         self.cur_decision = Some(f.decision.decision());
