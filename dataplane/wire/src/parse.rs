@@ -279,7 +279,10 @@ fn parse_ipv6(l3: &[u8], vlan_tags: u8, info: &mut PacketInfo) -> Result<(), Mal
 }
 
 /// Parses the transport header in `l4` (the bytes after all IP headers up to the IP length).
-#[inline]
+///
+/// TCP and UDP (nearly all traffic) are parsed here, inlined into the IP parsers; the other
+/// protocols are in [`parse_l4_other`], kept out of line so that this stays small.
+#[inline(always)]
 fn parse_l4(
     info: &mut PacketInfo,
     l4: &[u8],
@@ -329,6 +332,22 @@ fn parse_l4(
                 info.l4_payload_len = (ulen - 8) as u32;
             }
         }
+        _ => return parse_l4_other(info, l4, first_frag, v6, hop_limit),
+    }
+    Ok(())
+}
+
+/// [`parse_l4`] for SCTP, ICMP / ICMPv6 and protocols with no parsed header.
+#[inline(never)]
+fn parse_l4_other(
+    info: &mut PacketInfo,
+    l4: &[u8],
+    first_frag: bool,
+    v6: bool,
+    hop_limit: u8,
+) -> Result<(), Malformed> {
+    let cut = |e| if first_frag { Malformed::TinyFirstFragment } else { e };
+    match info.proto {
         PROTO_SCTP => {
             let Some(s) = l4.first_chunk::<12>() else {
                 return Err(cut(Malformed::TruncatedSctp));
