@@ -233,7 +233,14 @@ impl Worker {
             pre[..len].iter().zip(frames.iter()).zip(verdicts.iter_mut()).enumerate()
         {
             self.cur_decision = None;
-            let v = self.decide(now, tables, frame, p);
+            // A keyed packet that is not a fragment is an ordinary connection packet: go
+            // straight to the flow lookup (what `decide` would do, minus its dispatch).
+            let v = match &p.parsed {
+                Ok(Parsed::Ip(info)) if p.keyed && info.frag.is_none() => {
+                    self.conn(now, tables, info, &p.key, p.hash, p.cand, p.from_a, frame.len() as u64)
+                }
+                _ => self.decide(now, tables, frame, p),
+            };
             *out = v;
             if let Some(d) = self.decisions.get_mut(i) {
                 *d = self.cur_decision;
