@@ -65,6 +65,16 @@ impl FlowKey {
     /// from endpoint A.
     #[inline]
     pub fn new(src: IpAddr, sport: u16, dst: IpAddr, dport: u16, proto: u8) -> (FlowKey, bool) {
+        if let (IpAddr::V4(s), IpAddr::V4(d)) = (src, dst) {
+            // The common case, without the generic 128-bit address words.
+            let (s, d) = (u64::from(u32::from(s)), u64::from(u32::from(d)));
+            let (a, pa, b, pb, from_a) = if (s, sport) <= (d, dport) {
+                (s, sport, d, dport, true)
+            } else {
+                (d, dport, s, sport, false)
+            };
+            return (FlowKey { a: [0, a], b: [0, b], port_a: pa, port_b: pb, proto, v6: false }, from_a);
+        }
         let (s, v6) = addr_words(src);
         let (d, _) = addr_words(dst);
         if (s, sport) <= (d, dport) {
@@ -96,6 +106,13 @@ impl FlowKey {
             | (u64::from(self.port_b) << 16)
             | (u64::from(self.proto) << 8)
             | u64::from(self.v6);
+        if !self.v6 && self.a[0] | self.b[0] == 0 {
+            // IPv4 (the upper words are zero): both addresses fit one word, so one multiply
+            // mixes the whole tuple and a second finishes (three for IPv6).
+            let ab = (self.a[1] << 32) | (self.b[1] & 0xffff_ffff);
+            let h1 = fold_mul(ab ^ seed ^ K[0], p ^ K[1]);
+            return fold_mul(h1 ^ K[4], seed ^ K[3]);
+        }
         let h1 = fold_mul(self.a[0] ^ seed ^ K[0], self.a[1] ^ K[1]);
         let h2 = fold_mul(self.b[0] ^ seed ^ K[2], self.b[1] ^ K[3]);
         fold_mul(h1 ^ p ^ K[4], h2 ^ seed)

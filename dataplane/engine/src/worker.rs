@@ -245,11 +245,12 @@ impl Worker {
             if let Some(d) = self.decisions.get_mut(i) {
                 *d = self.cur_decision;
             }
-            self.local.packets += 1;
-            self.local.bytes += frame.len() as u64;
             self.account(now, tables, v);
         }
         self.pre = pre;
+        // Counted per chunk rather than per packet (same totals; counters publish per batch).
+        self.local.packets += len as u64;
+        self.local.bytes += frames[..len].iter().map(|f| f.len() as u64).sum::<u64>();
     }
 
     #[inline]
