@@ -617,17 +617,24 @@ settle
 snap "$WORK/stats.q3"
 dq=$(delta "$WORK/stats.q2" "$WORK/stats.q3" quarantined)
 r=FAIL
-[ "$c" = 0 ] && [ "$NONE" = 1 ] && [ "$dq" -ge 1 ] && r=PASS
-record "$r" "quarantined $Q_HOST opens a new connection to $Q_SERVER/80" "denied (quarantined): fails" "$OBS" "quarantined +$dq"
+fwobs="quarantined +$dq"
+if found=$(flowlog_find "${IP[$Q_HOST]}" "${IP[$Q_SERVER]}" tcp 80 denied); then
+  fwobs="$fwobs; flow log: denied, reason ${found% *}"
+  [ "$c" = 0 ] && [ "$NONE" = 1 ] && [ "$dq" -ge 1 ] && [ "${found% *}" = quarantined ] && r=PASS
+else
+  fwobs="$fwobs; no denied record in the flow log"
+fi
+record "$r" "quarantined $Q_HOST opens a new connection to $Q_SERVER/80" "denied (quarantined): fails" "$OBS" "$fwobs"
 snap "$WORK/stats.q4"
 if tcp_try corp1 "$Q_SERVER" 80; then c=1; else c=0; fi
 settle
 snap "$WORK/stats.q5"
 dpass=$(delta "$WORK/stats.q4" "$WORK/stats.q5" pass)
-ddrops=$(($(policy_drops "$WORK/stats.q5") - $(policy_drops "$WORK/stats.q4")))
+# Not quarantined drops: corp2's kernel keeps retransmitting the cut stream's data meanwhile.
+ddrops=$(($(delta "$WORK/stats.q4" "$WORK/stats.q5" default_deny) + $(delta "$WORK/stats.q4" "$WORK/stats.q5" rule_deny)))
 r=FAIL
 [ "$c" = 1 ] && [ "$dpass" -ge 2 ] && [ "$ddrops" = 0 ] && r=PASS
-record "$r" "corp1 (same zone, not quarantined) -> $Q_SERVER/80" "allowed: works" "$OBS" "pass +$dpass, policy drops +$ddrops"
+record "$r" "corp1 (same zone, not quarantined) -> $Q_SERVER/80" "allowed: works" "$OBS" "pass +$dpass, default/rule denies +$ddrops"
 
 # ---------------------------------------------------------------------------------------------
 # 6. live counters, latency, metrics
