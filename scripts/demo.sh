@@ -659,9 +659,9 @@ elif ip netns exec "$FW_NS" timeout --foreground 5 bash -c '
   cat <&3' _ "$METRICS_ADDR" >"$WORK/metrics.http" 2>/dev/null; then
   sed '1,/^\r\{0,1\}$/d' "$WORK/metrics.http" >"$WORK/metrics.txt"
   # The KPIs: verdicts, drops by reason, blocked lateral movement per zone pair, how flows were
-  # decided (explicit allow / default deny / would-deny), time to contain, latency.
+  # decided (explicit allow / default deny / would-deny), time to contain, latency (non-zero ones).
   grep -E '^bulkhead_(verdicts_total|drops_total|denied_attempts_total|flow_decisions_total|time_to_contain_seconds_(sum|count)|packet_latency_seconds_(sum|count)|policy_generation|quarantine_entries)[{ ]' \
-    "$WORK/metrics.txt" | head -n 30 | sed 's/^/  /' || true
+    "$WORK/metrics.txt" | awk '$NF != 0' | head -n 30 | sed 's/^/  /' || true
   say "  ($(grep -c '^bulkhead_' "$WORK/metrics.txt" || true) bulkhead_ samples)"
   if command -v promtool >/dev/null; then
     if promtool check metrics <"$WORK/metrics.txt" >"$WORK/promtool.txt" 2>&1; then
