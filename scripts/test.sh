@@ -13,3 +13,6 @@ echo "== cargo clippy"
 cargo clippy --workspace --all-targets -- -D warnings
 echo "== cargo test"
 cargo test --workspace
+echo "== demo (the README's main job, on the netns testbed, debug build)"
+cargo build -p bulkhead-control -p bulkhead-testbed --bins
+BULKHEAD_SKIP_SETUP=1 BULKHEAD_SKIP_BUILD=1 BULKHEAD_PROFILE=debug scripts/demo.sh
