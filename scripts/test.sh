@@ -12,7 +12,13 @@ cargo fmt --all -- --check
 echo "== cargo clippy"
 cargo clippy --workspace --all-targets -- -D warnings
 echo "== cargo test"
-cargo test --workspace
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
+cargo test --workspace 2>&1 | tee "$log"
 echo "== demo (the README's main job, on the netns testbed, debug build)"
 cargo build -p bulkhead-control -p bulkhead-testbed --bins
 BULKHEAD_SKIP_SETUP=1 BULKHEAD_SKIP_BUILD=1 BULKHEAD_PROFILE=debug scripts/demo.sh
+# One closing line for the whole suite: the cargo tests' totals plus the demo's checks.
+read -r passed failed < <(awk '/^test result:/ {p += $4; f += $6} END {print p+0, f+0}' "$log")
+echo "cargo test totals and the demo above; all green"
+echo "tests: $passed passed, $failed failed"
