@@ -50,17 +50,7 @@ impl Default for Settings {
     }
 }
 
-/// `../shared/data/classbench` relative to the workspace root (the layout of the project's
-/// machines), or `$BULKHEAD_CLASSBENCH` when set.
+/// The ClassBench directory: see [`bulkhead_tables::classbench::default_data_dir`].
 pub fn default_data_dir() -> PathBuf {
-    if let Ok(d) = std::env::var("BULKHEAD_CLASSBENCH") {
-        return PathBuf::from(d);
-    }
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
-    for cand in [root.join("../shared/data/classbench"), root.join("shared/data/classbench")] {
-        if cand.is_dir() {
-            return cand;
-        }
-    }
-    root.join("../shared/data/classbench")
+    bulkhead_tables::classbench::default_data_dir()
 }

@@ -28,14 +28,7 @@ const SETS: [&str; 9] = [
 ];
 
 fn data_dir() -> PathBuf {
-    if let Ok(d) = std::env::var("BULKHEAD_CLASSBENCH_DIR") {
-        return PathBuf::from(d);
-    }
-    let beside_repo = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data/classbench");
-    if beside_repo.is_dir() {
-        return beside_repo;
-    }
-    PathBuf::from("/work/shared/data/classbench")
+    bulkhead_tables::classbench::default_data_dir()
 }
 
 fn load(set: &str) -> (Vec<ClassifierRule>, Vec<ClassifierKey>) {

@@ -356,6 +356,25 @@ fn parse_trace_line(line: &str, lineno: usize) -> Result<TraceHeader, ParseError
     Ok(TraceHeader { key, flags, generated_from })
 }
 
+/// Where the ClassBench rule sets and traces live: `$BULKHEAD_CLASSBENCH_DIR` (or
+/// `$BULKHEAD_CLASSBENCH`) when set, else `shared/data/classbench` beside the repository (the
+/// layout of the project's machines and CI), else inside it. Shared by tests, benches and the
+/// benchmark harness so they all look in the same place.
+pub fn default_data_dir() -> std::path::PathBuf {
+    for var in ["BULKHEAD_CLASSBENCH_DIR", "BULKHEAD_CLASSBENCH"] {
+        if let Ok(d) = std::env::var(var) {
+            return std::path::PathBuf::from(d);
+        }
+    }
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let beside = root.join("../shared/data/classbench");
+    let inside = root.join("shared/data/classbench");
+    if !beside.is_dir() && inside.is_dir() {
+        return inside;
+    }
+    beside
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -12,14 +12,7 @@ use bulkhead_tables::{ClassifierBuilder, ClassifierKey, ClassifierRule, RuleId};
 use std::path::PathBuf;
 
 fn data_dir() -> PathBuf {
-    if let Ok(d) = std::env::var("BULKHEAD_CLASSBENCH_DIR") {
-        return PathBuf::from(d);
-    }
-    let beside_repo = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data/classbench");
-    if beside_repo.is_dir() {
-        return beside_repo;
-    }
-    PathBuf::from("/work/shared/data/classbench")
+    bulkhead_tables::classbench::default_data_dir()
 }
 
 /// First-match linear scan (rules are in priority order).
