@@ -275,13 +275,7 @@ impl Controller {
             time_to_contain_ns: None,
         };
         inner.runtime.push(entry);
-        let generation = self.state.current().generation + 1;
-        let res = compile_with(&inner.policy, &inner.runtime, generation).and_then(|c| {
-            let info = policy_info(&inner.path, &inner.policy, generation, "quarantine");
-            self.state
-                .publish(c.tables, info)
-                .map_err(|e| format!("generation {} does not follow {}", e.offered, e.current))
-        });
+        let res = self.publish_quarantine_change(&inner);
         match res {
             Ok(g) => {
                 let e = inner.runtime.last_mut().expect("pushed above");
@@ -302,6 +296,18 @@ impl Controller {
         }
     }
 
+    /// Compiles the policy with the current runtime quarantines as the next generation and
+    /// publishes it (the one path both quarantine verbs take). Called with the writer lock held.
+    fn publish_quarantine_change(&self, inner: &Inner) -> Result<u64, String> {
+        let generation = self.state.current().generation + 1;
+        compile_with(&inner.policy, &inner.runtime, generation).and_then(|c| {
+            let info = policy_info(&inner.path, &inner.policy, generation, "quarantine");
+            self.state
+                .publish(c.tables, info)
+                .map_err(|e| format!("generation {} does not follow {}", e.offered, e.current))
+        })
+    }
+
     /// Lifts the runtime quarantine of `target`, publishing a new generation.
     ///
     /// # Errors
@@ -320,13 +326,7 @@ impl Controller {
             });
         };
         let removed = inner.runtime.remove(i);
-        let generation = self.state.current().generation + 1;
-        let res = compile_with(&inner.policy, &inner.runtime, generation).and_then(|c| {
-            let info = policy_info(&inner.path, &inner.policy, generation, "quarantine");
-            self.state
-                .publish(c.tables, info)
-                .map_err(|e| format!("generation {} does not follow {}", e.offered, e.current))
-        });
+        let res = self.publish_quarantine_change(&inner);
         match res {
             Ok(g) => {
                 self.publish_entries(&inner, g);
