@@ -15,6 +15,9 @@ use std::hint::black_box;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
+mod common;
+use common::{cpu_best, cpu_now};
+
 const SETS: [&str; 9] = [
     "acl1_1000",
     "fw1_1000",
@@ -74,31 +77,6 @@ fn probe_rule(i: u32, n: usize) -> ClassifierRule {
         dport: (443, 443),
         priority: (n / 2) as u32,
     }
-}
-
-/// On-CPU nanoseconds of this thread (Linux schedstat), so that time spent descheduled on a
-/// shared machine does not count. Falls back to wall time elsewhere.
-fn cpu_now() -> u64 {
-    std::fs::read_to_string("/proc/thread-self/schedstat")
-        .ok()
-        .and_then(|s| s.split_whitespace().next()?.parse().ok())
-        .unwrap_or_else(|| {
-            static START: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
-            START.get_or_init(Instant::now).elapsed().as_nanos() as u64
-        })
-}
-
-/// Runs `f` repeatedly for about a second of wall time; returns the mean on-CPU ns per call
-/// (schedstat is updated at scheduler events, so only long totals are precise).
-fn cpu_best(mut f: impl FnMut()) -> f64 {
-    let start = Instant::now();
-    let cpu0 = cpu_now();
-    let mut runs = 0u32;
-    while runs < 3 || start.elapsed() < Duration::from_secs(1) {
-        f();
-        runs += 1;
-    }
-    (cpu_now() - cpu0) as f64 / f64::from(runs)
 }
 
 fn summary() {

@@ -12,7 +12,10 @@ use bulkhead_tables::{IdentityMap, IdentityMapBuilder};
 use criterion::{criterion_group, Criterion, Throughput};
 use std::hint::black_box;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+mod common;
+use common::{cpu_best, cpu_now};
 
 /// xorshift64*: deterministic, no dependency.
 struct Rng(u64);
@@ -111,31 +114,6 @@ fn run_v4(m: &IdentityMap, q: &[u32]) -> u64 {
 
 fn run_v6(m: &IdentityMap, q: &[u128]) -> u64 {
     q.iter().map(|&a| u64::from(m.lookup_v6(black_box(a)))).sum()
-}
-
-/// On-CPU nanoseconds of this thread (Linux schedstat), so that time spent descheduled on a
-/// shared machine does not count. Falls back to wall time elsewhere.
-fn cpu_now() -> u64 {
-    std::fs::read_to_string("/proc/thread-self/schedstat")
-        .ok()
-        .and_then(|s| s.split_whitespace().next()?.parse().ok())
-        .unwrap_or_else(|| {
-            static START: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
-            START.get_or_init(Instant::now).elapsed().as_nanos() as u64
-        })
-}
-
-/// Runs `f` repeatedly for about a second of wall time; returns the mean on-CPU ns per call
-/// (schedstat is updated at scheduler events, so only long totals are precise).
-fn cpu_best(mut f: impl FnMut()) -> f64 {
-    let start = Instant::now();
-    let cpu0 = cpu_now();
-    let mut runs = 0u32;
-    while runs < 3 || start.elapsed() < Duration::from_secs(1) {
-        f();
-        runs += 1;
-    }
-    (cpu_now() - cpu0) as f64 / f64::from(runs)
 }
 
 fn summary() {
