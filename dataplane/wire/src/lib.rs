@@ -15,6 +15,7 @@
 #![forbid(unsafe_code)]
 
 pub mod builder;
+pub mod fast;
 pub mod parse;
 pub mod pcap;
 
