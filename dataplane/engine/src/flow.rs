@@ -66,14 +66,7 @@ impl FlowKey {
     #[inline]
     pub fn new(src: IpAddr, sport: u16, dst: IpAddr, dport: u16, proto: u8) -> (FlowKey, bool) {
         if let (IpAddr::V4(s), IpAddr::V4(d)) = (src, dst) {
-            // The common case, without the generic 128-bit address words.
-            let (s, d) = (u64::from(u32::from(s)), u64::from(u32::from(d)));
-            let (a, pa, b, pb, from_a) = if (s, sport) <= (d, dport) {
-                (s, sport, d, dport, true)
-            } else {
-                (d, dport, s, sport, false)
-            };
-            return (FlowKey { a: [0, a], b: [0, b], port_a: pa, port_b: pb, proto, v6: false }, from_a);
+            return Self::new_v4(u32::from(s), sport, u32::from(d), dport, proto);
         }
         let (s, v6) = addr_words(src);
         let (d, _) = addr_words(dst);
@@ -82,6 +75,16 @@ impl FlowKey {
         } else {
             (FlowKey { a: d, b: s, port_a: dport, port_b: sport, proto, v6 }, false)
         }
+    }
+
+    /// [`FlowKey::new`] for IPv4 addresses given as `u32` (the express lane's form): the same
+    /// key, without the generic 128-bit address words.
+    #[inline]
+    pub fn new_v4(src: u32, sport: u16, dst: u32, dport: u16, proto: u8) -> (FlowKey, bool) {
+        let (s, d) = (u64::from(src), u64::from(dst));
+        let (a, pa, b, pb, from_a) =
+            if (s, sport) <= (d, dport) { (s, sport, d, dport, true) } else { (d, dport, s, sport, false) };
+        (FlowKey { a: [0, a], b: [0, b], port_a: pa, port_b: pb, proto, v6: false }, from_a)
     }
 
     /// Endpoint A or B as `(address, port)`.

@@ -58,6 +58,10 @@ pub struct EngineConfig {
     pub log_start_end: bool,
     /// Candidates sampled when the flow table is full and a slot must be evicted.
     pub evict_samples: u32,
+    /// Plain IPv4 TCP/UDP frames (no VLAN tag, no IP options, not fragments) on established
+    /// flows skip the full parse ([`bulkhead_wire::fast`]); verdicts, state and counters are the
+    /// same either way (a property test compares both). On by default; off only to compare.
+    pub express_lane: bool,
 }
 
 impl Default for EngineConfig {
@@ -74,6 +78,7 @@ impl Default for EngineConfig {
             deny_log_slots: 4096,
             log_start_end: false,
             evict_samples: 8,
+            express_lane: true,
         }
     }
 }

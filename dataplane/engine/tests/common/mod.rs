@@ -76,7 +76,7 @@ pub fn tables(generation: u64, rules: &[R]) -> TableSet {
             dport: r.dports,
             priority: base + i as u32,
         });
-        metas.push(RuleMeta { name: format!("rule{i}"), action: r.action, mode: r.mode });
+        metas.push(RuleMeta { name: format!("rule{i}").into(), action: r.action, mode: r.mode });
     }
     ts.tiers = vec![Tier { name: "identity".into(), kind: TierKind::Identity, classifier: cb.build() }];
     ts.rules = vec![metas];
