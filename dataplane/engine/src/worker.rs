@@ -48,7 +48,6 @@ use bulkhead_wire::fast::{parse_ipv4_fast, Ipv4Fast};
 use bulkhead_wire::{Malformed, PacketInfo, Parsed, Quoted};
 use crossbeam_queue::ArrayQueue;
 use std::hash::BuildHasher;
-use std::hint::black_box;
 use std::sync::Arc;
 
 const FIN: u8 = 0x01;
@@ -252,6 +251,7 @@ impl Worker {
                 p.from_a = a;
                 p.hash = self.table.hash(&k);
                 p.keyed = true;
+                self.table.prefetch_bucket(p.hash);
                 continue;
             }
             p.fast = false;
@@ -266,26 +266,21 @@ impl Worker {
                     p.from_a = a;
                     p.hash = self.table.hash(&k);
                     p.keyed = true;
+                    self.table.prefetch_bucket(p.hash);
                 }
             }
         }
-        // Pass 1b / 2: load home buckets, then candidate records (independent loads overlap).
-        let mut acc = 0u64;
-        for p in &self.pre[..len] {
-            if p.keyed {
-                acc = acc.wrapping_add(u64::from(self.table.touch_bucket(p.hash)));
-            }
-        }
+        // Pass 2: find each candidate record by tag in its (by now fetched) home bucket and ask
+        // for the record's lines.
         for p in &mut self.pre[..len] {
             if p.keyed {
                 let c = self.table.candidate(p.hash);
                 p.cand = c;
                 if c != NONE {
-                    acc = acc.wrapping_add(self.table.touch_flow(c));
+                    self.table.prefetch_flow(c);
                 }
             }
         }
-        black_box(acc);
         // Pass 3: judge in order. (The scratch is moved out so that `decide` can borrow both it
         // and the worker; `mem::take` of a Vec swaps in an empty one and allocates nothing.)
         self.decisions_len = len;
