@@ -39,7 +39,7 @@
 
 use crate::counters::{CountersSnapshot, WorkerCounters};
 use crate::events::{FlowEvent, FlowEventKind, FlowFilter, FlowSummary};
-use crate::flow::{fl, st, Flow, FlowKey, FlowTable, PackedDecision, NONE};
+use crate::flow::{fl, st, Cold, Flow, FlowKey, FlowTable, PackedDecision, NONE};
 use crate::frag::{FragKey, FragTable};
 use crate::latency::LatencyRecorder;
 use crate::{DropReason, EngineConfig, Verdict};
@@ -467,13 +467,15 @@ impl Worker {
         if f.generation == tables.generation {
             return None;
         }
-        let j = tables.judge(&opener_query(f));
+        let j = tables.judge(&opener_query(&self.table.key_of(s), f, &self.table.cold(s)));
         self.cur_decision = Some(j.decision);
+        if let Some(c) = self.table.cold_mut(s) {
+            c.src_id = j.src_identity;
+            c.dst_id = j.dst_identity;
+        }
         let f = self.table.get_mut(s)?;
         f.generation = tables.generation;
         f.decision = PackedDecision::pack(j.decision, j.mode);
-        f.src_id = j.src_identity;
-        f.dst_id = j.dst_identity;
         if j.decision.allows() {
             f.flags &= !fl::WOULD_DENY;
             return None;
@@ -550,19 +552,20 @@ impl Worker {
             return Verdict::Drop(DropReason::TableFull);
         }
         let mut flow = Flow {
-            key,
             last_seen: now,
             generation: tables.generation,
             bytes: len,
-            src_id: j.src_identity,
-            dst_id: j.dst_identity,
             decision: PackedDecision::pack(j.decision, j.mode),
             packets: 1,
             state,
             flags,
+            ..Flow::default()
+        };
+        let cold = Cold {
+            src_id: j.src_identity,
+            dst_id: j.dst_identity,
             q_type: if icmp { info.icmp_type } else { 0 },
             q_code: if icmp { info.icmp_code } else { 0 },
-            ..Flow::default()
         };
         if tcp {
             let d = usize::from(!from_a);
@@ -577,7 +580,9 @@ impl Worker {
                 flow.flags |= if d == 0 { fl::FIN_A } else { fl::FIN_B };
             }
         }
-        let Some(s) = self.table.insert(flow, hash) else { return Verdict::Drop(DropReason::TableFull) };
+        let Some(s) = self.table.insert(&key, flow, cold, hash) else {
+            return Verdict::Drop(DropReason::TableFull);
+        };
         self.local.flows_created += 1;
         if verdict == Verdict::WouldDeny {
             let ev = self.flow_event(now, FlowEventKind::WouldDeny, verdict, s, tables.generation);
@@ -720,7 +725,7 @@ impl Worker {
     ) -> Option<FlowEvent> {
         self.sink.as_ref()?;
         let f = self.table.get(s)?;
-        let sum = summary(f);
+        let sum = summary(&self.table.key_of(s), f, &self.table.cold(s));
         Some(FlowEvent {
             ts_ns: now,
             kind,
@@ -783,7 +788,11 @@ impl Worker {
     /// timeout that the sweep has not reached yet may appear). Call on the worker thread
     /// between batches.
     pub fn flows(&self, limit: usize, filter: FlowFilter) -> impl Iterator<Item = FlowSummary> + '_ {
-        self.table.iter_from(0).map(|(_, f)| summary(f)).filter(move |s| filter.matches(s)).take(limit)
+        self.table
+            .iter_from(0)
+            .map(|(s, f)| summary(&self.table.key_of(s), f, &self.table.cold(s)))
+            .filter(move |s| filter.matches(s))
+            .take(limit)
     }
 
     /// The published counters (share with readers).
@@ -821,25 +830,25 @@ fn deny_reason(d: Decision) -> DropReason {
 }
 
 /// The opening tuple of a flow, as the policy judges it.
-fn opener_query(f: &Flow) -> FlowQuery {
+fn opener_query(key: &FlowKey, f: &Flow, c: &Cold) -> FlowQuery {
     let a = f.opener_is_a();
-    let (src, sport) = f.key.endpoint(a);
-    let (dst, dport) = f.key.endpoint(!a);
-    if is_icmp(f.key.proto, f.key.v6) {
-        FlowQuery { src, dst, proto: f.key.proto, sport: u16::from(f.q_type), dport: u16::from(f.q_code) }
+    let (src, sport) = key.endpoint(a);
+    let (dst, dport) = key.endpoint(!a);
+    if is_icmp(key.proto, key.v6) {
+        FlowQuery { src, dst, proto: key.proto, sport: u16::from(c.q_type), dport: u16::from(c.q_code) }
     } else {
-        FlowQuery { src, dst, proto: f.key.proto, sport, dport }
+        FlowQuery { src, dst, proto: key.proto, sport, dport }
     }
 }
 
-fn summary(f: &Flow) -> FlowSummary {
+fn summary(key: &FlowKey, f: &Flow, c: &Cold) -> FlowSummary {
     let a = f.opener_is_a();
-    let (src, sport) = f.key.endpoint(a);
-    let (dst, dport) = f.key.endpoint(!a);
+    let (src, sport) = key.endpoint(a);
+    let (dst, dport) = key.endpoint(!a);
     FlowSummary {
         src,
         dst,
-        proto: f.key.proto,
+        proto: key.proto,
         sport,
         dport,
         tcp_state: f.tcp_state_name(),
@@ -847,8 +856,8 @@ fn summary(f: &Flow) -> FlowSummary {
         would_deny: f.would_deny(),
         decision: f.decision.decision(),
         mode: f.decision.mode(),
-        src_identity: f.src_id,
-        dst_identity: f.dst_id,
+        src_identity: c.src_id,
+        dst_identity: c.dst_id,
         generation: f.generation,
         packets: u64::from(f.packets),
         bytes: f.bytes,
