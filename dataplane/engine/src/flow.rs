@@ -635,6 +635,26 @@ mod tests {
     }
 
     #[test]
+    fn ipv6_keys_with_equal_folded_addresses_stay_distinct() {
+        // fold() xors the two address words, so flipping the same bits in both collides.
+        let a = Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 1);
+        let a2 = Ipv6Addr::from(u128::from(a) ^ ((0xffu128 << 64) | 0xff));
+        let b = IpAddr::V6(Ipv6Addr::new(0x2001, 0xdb9, 0, 1, 0, 0, 0, 1));
+        let (k1, _) = FlowKey::new(IpAddr::V6(a), 1000, b, 80, 6);
+        let (k2, _) = FlowKey::new(IpAddr::V6(a2), 1000, b, 80, 6);
+        assert_ne!(k1, k2);
+        assert_eq!(k1.short(), k2.short(), "the 32-bit filters collide");
+        let mut t = FlowTable::new(16, 5);
+        let s1 = t.insert(&k1, Flow { state: st::PSEUDO, ..Flow::default() }, Cold::default(), t.hash(&k1));
+        assert_eq!(t.find(&k2, t.hash(&k2)), None, "the full addresses are compared");
+        let s2 = t.insert(&k2, Flow { state: st::PSEUDO, ..Flow::default() }, Cold::default(), t.hash(&k2));
+        assert_eq!(t.find(&k1, t.hash(&k1)), s1);
+        assert_eq!(t.find(&k2, t.hash(&k2)), s2);
+        assert_eq!(t.key_of(s2.unwrap_or(NONE)), k2);
+        assert!(!t.holds(s1.unwrap_or(NONE), &k2));
+    }
+
+    #[test]
     fn canonical_key_is_direction_free() {
         let a = IpAddr::V4(Ipv4Addr::new(198, 18, 0, 1));
         let b = IpAddr::V4(Ipv4Addr::new(198, 18, 0, 2));
