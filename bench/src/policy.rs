@@ -74,14 +74,14 @@ pub fn acl_policy(generation: u64, filler: &[ClassifierRule]) -> TableSet {
             dport: (port, port),
             priority: i as u32,
         });
-        meta.push(RuleMeta { name: format!("bench-{port}"), action, mode: None });
+        meta.push(RuleMeta { name: format!("bench-{port}").into(), action, mode: None });
     }
     for (i, r) in filler.iter().enumerate() {
         let mut r = *r;
         r.priority = (i + 2) as u32;
         b.push(r);
         let action = if i % 2 == 0 { Action::Allow } else { Action::Deny };
-        meta.push(RuleMeta { name: format!("cb-{i}"), action, mode: None });
+        meta.push(RuleMeta { name: format!("cb-{i}").into(), action, mode: None });
     }
     t.tiers = vec![Tier { name: "acl".into(), kind: TierKind::Acl, classifier: b.build() }];
     t.rules = vec![meta];

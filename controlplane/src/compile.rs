@@ -25,12 +25,23 @@
 //! span them freely, which merges runs further.
 //!
 //! # Tiers and priorities
-//! Tier 0 is the identity tier ([`TierKind::Identity`]): deny rules get priorities below every
-//! allow (`0..` for denies — explicit-enforce denies first, then inherited-mode denies, then
-//! explicit-monitor denies, each in file order; `2^31 + file order` for allows), so the lowest
-//! priority that matches is a deny whenever any deny matches (deny-overrides) and it is the most
-//! binding one. Each `AclTier` becomes one [`TierKind::Acl`] tier after it, priority = line
-//! index (first match wins). The table set combines tiers: any deny beats any allow.
+//! Tier 0 is the identity tier ([`TierKind::Identity`]). Every rule has a sparse *order key*
+//! `k < 2^29` that grows with file order (rule `i` of `n` gets `(i + 1) * gap`, `gap =
+//! min(4096, 2^29 / (n + 1))`), and its priority is `class * 2^29 + k` for denies (class 0 =
+//! explicit `enforce`, 1 = inherited mode, 2 = explicit `monitor`) and `2^31 + k` for allows. So
+//! the lowest priority that matches is a deny whenever any deny matches (deny-overrides), it is
+//! the most binding one, ties go by file order, and the first allow in file order reports an
+//! allow. The gaps let [`crate::incremental`] insert a rule between two others without
+//! renumbering. Each `AclTier` becomes one [`TierKind::Acl`] tier after it with priority = the
+//! line's order key (first match wins). The table set combines tiers: any deny beats any allow.
+//!
+//! # Speed (see docs/policy.md, "Compilation")
+//! Label strings are interned once ([`LabelIndex`]); every selector is encoded as a short
+//! `[u32]` word string over those symbols and memoised by it, so each distinct selector is
+//! resolved once through posting lists of interned (key, value) pairs and no per-rule work hashes
+//! or compares a string. Identities are ordered by one packed integer per identity. The LPM is
+//! filled straight into per-length maps sized up front, and every classifier entry of a rule
+//! shares the rule's one `Arc<str>` name.
 
 use crate::diag::{Diagnostics, Loc};
 use crate::model::*;
@@ -38,7 +49,8 @@ use bulkhead_tables::{
     Action, ClassifierBuilder, ClassifierRule, IdentityId, IdentityMapBuilder, Mode, Quarantine,
     QuarantineException, RuleMeta, TableSet, Tier, TierKind, WORLD,
 };
-use rustc_hash::{FxHashMap, FxHashSet};
+use rustc_hash::FxHashMap;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// Upper bound on classifier entries in one table set (bounds memory for hostile policies).
@@ -46,6 +58,12 @@ pub const MAX_ENTRIES: usize = 16 << 20;
 
 /// Priority base of allow rules in the identity tier; denies sit below it.
 pub const ALLOW_PRIORITY_BASE: u32 = 1 << 31;
+
+/// Order keys (file order, sparse) are below this; each deny class spans this many priorities.
+pub const ORDER_SPAN: u32 = 1 << 29;
+
+/// Largest gap between consecutive order keys a full compile leaves (room for inserts).
+pub const MAX_ORDER_GAP: u32 = 1 << 12;
 
 /// Where a classifier entry came from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -66,9 +84,12 @@ pub struct CompileStats {
     pub acl_rules: usize,
     /// Classifier entries per tier.
     pub entries: Vec<usize>,
+    /// Label interning, selector interning and identity ordering.
+    pub index_time: Duration,
     /// Atom assignment, including inserting every prefix into the LPM builder.
     pub atoms_time: Duration,
     pub resolve_time: Duration,
+    /// Classifier entries and rule metadata of every tier, and `ClassifierBuilder::build`.
     pub classifier_time: Duration,
     /// `IdentityMapBuilder::build`.
     pub lpm_time: Duration,
@@ -111,18 +132,409 @@ impl CompiledPolicy {
 }
 
 /// Sorted, merged inclusive ranges of ids.
-type Ranges = Vec<(u32, u32)>;
+pub(crate) type Ranges = Vec<(u32, u32)>;
 
-struct Atoms {
+// ---------------------------------------------------------------------------------------------
+// Interned labels
+
+/// Interned label strings, and per identity its labels as (key, value) symbol pairs.
+#[derive(Debug, Default)]
+pub(crate) struct LabelIndex {
+    syms: FxHashMap<Box<str>, u32>,
+    strs: Vec<Box<str>>,
+    /// Identity `i`'s labels are `pairs[off[i]..off[i + 1]]`, sorted by key symbol.
+    pairs: Vec<(u32, u32)>,
+    off: Vec<u32>,
+    /// (key, value) -> identities with that label, ascending.
+    postings: FxHashMap<(u32, u32), Vec<u32>>,
+    /// key -> identities having the key, ascending.
+    key_postings: FxHashMap<u32, Vec<u32>>,
+    /// Identity name -> index (built only when an `identity:` selector needs it).
+    names: Option<FxHashMap<Box<str>, u32>>,
+}
+
+impl LabelIndex {
+    pub(crate) fn new(ids: &[Identity]) -> Self {
+        let mut ix = LabelIndex::default();
+        ix.off.reserve(ids.len() + 1);
+        ix.off.push(0);
+        let mut row: Vec<(u32, u32)> = Vec::new();
+        for (i, id) in ids.iter().enumerate() {
+            row.clear();
+            for (k, v) in &id.labels {
+                let (k, v) = (ix.intern(k), ix.intern(v));
+                row.push((k, v));
+                ix.postings.entry((k, v)).or_default().push(i as u32);
+                ix.key_postings.entry(k).or_default().push(i as u32);
+            }
+            row.sort_unstable();
+            ix.pairs.extend_from_slice(&row);
+            ix.off.push(ix.pairs.len() as u32);
+        }
+        ix
+    }
+
+    fn intern(&mut self, s: &str) -> u32 {
+        if let Some(&x) = self.syms.get(s) {
+            return x;
+        }
+        let x = self.strs.len() as u32;
+        self.strs.push(s.into());
+        self.syms.insert(s.into(), x);
+        x
+    }
+
+    fn sym(&self, s: &str) -> Option<u32> {
+        self.syms.get(s).copied()
+    }
+
+    fn len(&self) -> usize {
+        self.off.len() - 1
+    }
+
+    fn labels(&self, i: u32) -> &[(u32, u32)] {
+        &self.pairs[self.off[i as usize] as usize..self.off[i as usize + 1] as usize]
+    }
+
+    fn value(&self, i: u32, k: u32) -> Option<u32> {
+        self.labels(i).iter().find(|p| p.0 == k).map(|p| p.1)
+    }
+
+    /// Makes `identity:` selectors resolvable (name -> index).
+    pub(crate) fn ensure_names(&mut self, ids: &[Identity]) {
+        if self.names.is_none() {
+            self.names =
+                Some(ids.iter().enumerate().map(|(i, id)| (id.name.as_str().into(), i as u32)).collect());
+        }
+    }
+}
+
+/// Rule-cidr prefixes (and `except` prefixes), numbered in first-use order.
+#[derive(Debug, Default)]
+pub(crate) struct CidrIndex {
+    pub(crate) prefixes: Vec<Cidr>,
+    pub(crate) index: FxHashMap<Cidr, u32>,
+}
+
+impl CidrIndex {
+    fn new(rules: &[Rule]) -> Self {
+        let mut ci = CidrIndex::default();
+        for r in rules {
+            for s in r.from.iter().chain(&r.to) {
+                if let Selector::Cidr { cidr, except } = &s.sel {
+                    for c in std::iter::once(cidr).chain(except) {
+                        ci.index.entry(*c).or_insert_with(|| {
+                            ci.prefixes.push(*c);
+                            ci.prefixes.len() as u32 - 1
+                        });
+                    }
+                }
+            }
+        }
+        ci
+    }
+}
+
+// Selector encoding: a selector becomes a short word string over interned symbols, the key of the
+// resolution memo. Conditions on strings no identity carries are decided at encoding time.
+const T_NEVER: u32 = 0;
+const T_LABELS: u32 = 1;
+const T_IDENTITY: u32 = 2;
+const T_CIDR: u32 = 3;
+const T_WORLD: u32 = 4;
+const OP_IN: u32 = 0;
+const OP_NOT_IN: u32 = 1;
+const OP_EXISTS: u32 = 2;
+const OP_NOT_EXISTS: u32 = 3;
+
+/// Why a selector could not be encoded: it names a cidr prefix that has no atoms yet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct NewCidr(pub(crate) Cidr);
+
+/// Encodes `sel` into `out` (cleared first).
+pub(crate) fn encode_selector(
+    sel: &Selector,
+    ix: &LabelIndex,
+    cidrs: &CidrIndex,
+    out: &mut Vec<u32>,
+) -> Result<(), NewCidr> {
+    out.clear();
+    match sel {
+        Selector::World => out.push(T_WORLD),
+        Selector::Identity(n) => {
+            match ix.names.as_ref().and_then(|m| m.get(n.as_str())) {
+                Some(&i) => out.extend([T_IDENTITY, i]),
+                None => out.push(T_NEVER),
+            };
+        }
+        Selector::Cidr { cidr, except } => {
+            out.push(T_CIDR);
+            out.push(*cidrs.index.get(cidr).ok_or(NewCidr(*cidr))?);
+            for e in except {
+                out.push(*cidrs.index.get(e).ok_or(NewCidr(*e))?);
+            }
+        }
+        Selector::Labels { labels, exprs } => {
+            out.extend([T_LABELS, labels.len() as u32]);
+            for (k, v) in labels {
+                match (ix.sym(k), ix.sym(v)) {
+                    (Some(k), Some(v)) => out.extend([k, v]),
+                    _ => {
+                        out.clear();
+                        out.push(T_NEVER);
+                        return Ok(());
+                    }
+                }
+            }
+            let n_at = out.len();
+            out.push(0);
+            let mut n = 0;
+            for e in exprs {
+                match e {
+                    Expr::In(k, vs) | Expr::NotIn(k, vs) => {
+                        let is_in = matches!(e, Expr::In(..));
+                        let Some(k) = ix.sym(k) else {
+                            if is_in {
+                                out.clear();
+                                out.push(T_NEVER);
+                                return Ok(());
+                            }
+                            continue; // NotIn on a key nobody has: always true
+                        };
+                        let at = out.len();
+                        out.extend([if is_in { OP_IN } else { OP_NOT_IN }, k, 0]);
+                        let mut m = 0;
+                        for v in vs {
+                            if let Some(v) = ix.sym(v) {
+                                out.push(v);
+                                m += 1;
+                            }
+                        }
+                        if m == 0 {
+                            out.truncate(at);
+                            if is_in {
+                                out.clear();
+                                out.push(T_NEVER);
+                                return Ok(());
+                            }
+                            continue;
+                        }
+                        out[at + 2] = m;
+                        out[at + 3..].sort_unstable();
+                        n += 1;
+                    }
+                    Expr::Exists(k) => match ix.sym(k) {
+                        Some(k) => {
+                            out.extend([OP_EXISTS, k]);
+                            n += 1;
+                        }
+                        None => {
+                            out.clear();
+                            out.push(T_NEVER);
+                            return Ok(());
+                        }
+                    },
+                    Expr::DoesNotExist(k) => {
+                        if let Some(k) = ix.sym(k) {
+                            out.extend([OP_NOT_EXISTS, k]);
+                            n += 1;
+                        }
+                    }
+                }
+            }
+            out[n_at] = n;
+        }
+    }
+    Ok(())
+}
+
+/// Identities (ascending) a `T_LABELS` / `T_IDENTITY` encoding selects.
+fn identities_of(key: &[u32], ix: &LabelIndex) -> Vec<u32> {
+    match key[0] {
+        T_IDENTITY => return vec![key[1]],
+        T_LABELS => {}
+        _ => return Vec::new(),
+    }
+    let n_eq = key[1] as usize;
+    let eq: Vec<(u32, u32)> = key[2..2 + 2 * n_eq].chunks(2).map(|c| (c[0], c[1])).collect();
+    let mut exprs: Vec<(u32, u32, &[u32])> = Vec::new();
+    let mut at = 2 + 2 * n_eq;
+    let n_ex = key[at] as usize;
+    at += 1;
+    for _ in 0..n_ex {
+        let (op, k) = (key[at], key[at + 1]);
+        if op == OP_IN || op == OP_NOT_IN {
+            let m = key[at + 2] as usize;
+            exprs.push((op, k, &key[at + 3..at + 3 + m]));
+            at += 3 + m;
+        } else {
+            exprs.push((op, k, &[]));
+            at += 2;
+        }
+    }
+    let empty: Vec<u32> = Vec::new();
+    let best = eq
+        .iter()
+        .map(|kv| ix.postings.get(kv).unwrap_or(&empty))
+        .chain(exprs.iter().filter(|e| e.0 == OP_EXISTS).map(|e| ix.key_postings.get(&e.1).unwrap_or(&empty)))
+        .min_by_key(|v| v.len());
+    let ok = |i: u32| {
+        eq.iter().all(|&(k, v)| ix.value(i, k) == Some(v))
+            && exprs.iter().all(|&(op, k, vs)| {
+                let have = ix.value(i, k);
+                match op {
+                    OP_IN => have.is_some_and(|v| vs.binary_search(&v).is_ok()),
+                    OP_NOT_IN => have.is_none_or(|v| vs.binary_search(&v).is_err()),
+                    OP_EXISTS => have.is_some(),
+                    _ => have.is_none(),
+                }
+            })
+    };
+    match best {
+        Some(v) => v.iter().copied().filter(|&i| ok(i)).collect(),
+        None => (0..ix.len() as u32).filter(|&i| ok(i)).collect(),
+    }
+}
+
+/// Atom-id ranges an encoded selector selects.
+pub(crate) fn resolve_key(key: &[u32], ix: &LabelIndex, atoms: &Atoms) -> Ranges {
+    let mut ids: Ranges = match key[0] {
+        T_NEVER => Vec::new(),
+        T_WORLD => vec![(0, atoms.world_count - 1)],
+        T_CIDR => {
+            let ex = &key[2..];
+            atoms.by_prefix[key[1] as usize]
+                .iter()
+                .filter(|&&a| !atoms.sig[a as usize].iter().any(|s| ex.contains(s)))
+                .map(|&a| (a, a))
+                .collect()
+        }
+        _ => identities_of(key, ix).into_iter().map(|i| atoms.block[i as usize]).collect(),
+    };
+    atoms.merge(&mut ids);
+    ids
+}
+
+/// Distinct encoded selectors, numbered, with their occurrence counts and resolved ranges.
+#[derive(Debug, Default)]
+pub(crate) struct SelectorMemo {
+    ids: FxHashMap<Box<[u32]>, u32>,
+    pub(crate) keys: Vec<Box<[u32]>>,
+    counts: Vec<u32>,
+    pub(crate) ranges: Vec<Ranges>,
+}
+
+impl SelectorMemo {
+    /// The id of an encoded selector (new ones get the next id; resolve them with `resolve_new`).
+    pub(crate) fn id(&mut self, key: &[u32]) -> u32 {
+        if let Some(&id) = self.ids.get(key) {
+            self.counts[id as usize] += 1;
+            return id;
+        }
+        let id = self.keys.len() as u32;
+        self.ids.insert(key.into(), id);
+        self.keys.push(key.into());
+        self.counts.push(1);
+        id
+    }
+
+    /// Resolves every selector that has no ranges yet.
+    pub(crate) fn resolve_new(&mut self, ix: &LabelIndex, atoms: &Atoms) {
+        for k in self.ranges.len()..self.keys.len() {
+            let r = resolve_key(&self.keys[k], ix, atoms);
+            self.ranges.push(r);
+        }
+    }
+}
+
+/// Orders identities so that label selectors become few contiguous runs: by the rank of their
+/// value for each label key, most-selected key first (up to 8 keys), ties by policy order.
+fn identity_order(ix: &LabelIndex, memo: &SelectorMemo) -> Vec<u32> {
+    let mut freq: FxHashMap<u32, usize> = FxHashMap::default();
+    for (key, &count) in memo.keys.iter().zip(&memo.counts) {
+        if key[0] != T_LABELS {
+            continue;
+        }
+        let n_eq = key[1] as usize;
+        for c in key[2..2 + 2 * n_eq].chunks(2) {
+            *freq.entry(c[0]).or_default() += count as usize;
+        }
+        let mut at = 2 + 2 * n_eq;
+        let n_ex = key[at];
+        at += 1;
+        for _ in 0..n_ex {
+            *freq.entry(key[at + 1]).or_default() += count as usize;
+            at += if key[at] == OP_IN || key[at] == OP_NOT_IN { 3 + key[at + 2] as usize } else { 2 };
+        }
+    }
+    if let Some(z) = ix.sym("zone") {
+        *freq.entry(z).or_default() += 1;
+    }
+    let mut keys: Vec<(u32, usize)> =
+        freq.into_iter().filter(|k| ix.key_postings.contains_key(&k.0)).collect();
+    keys.sort_by(|a, b| b.1.cmp(&a.1).then(ix.strs[a.0 as usize].cmp(&ix.strs[b.0 as usize])));
+    keys.truncate(8); // deeper keys rarely matter for contiguity; bounded work per identity
+                      // Rank of every value per chosen key (0 = key absent; values from 1 in string order).
+    let mut values: Vec<Vec<u32>> = vec![Vec::new(); keys.len()];
+    let pos: FxHashMap<u32, usize> = keys.iter().enumerate().map(|(i, k)| (k.0, i)).collect();
+    for &(k, v) in ix.postings.keys() {
+        if let Some(&i) = pos.get(&k) {
+            values[i].push(v);
+        }
+    }
+    let mut rank: Vec<Vec<u32>> = Vec::with_capacity(keys.len());
+    let mut bits: Vec<u32> = Vec::with_capacity(keys.len());
+    for vals in &mut values {
+        vals.sort_unstable_by(|a, b| ix.strs[*a as usize].cmp(&ix.strs[*b as usize]));
+        let mut r = vec![0u32; ix.strs.len()];
+        for (i, &v) in vals.iter().enumerate() {
+            r[v as usize] = i as u32 + 1;
+        }
+        rank.push(r);
+        bits.push(32 - (vals.len() as u32).leading_zeros());
+    }
+    let n = ix.len() as u32;
+    let rank_of = |i: u32, ki: usize| ix.value(i, keys[ki].0).map_or(0, |v| rank[ki][v as usize]);
+    if bits.iter().sum::<u32>() <= 64 {
+        let mut packed: Vec<(u64, u32)> = (0..n)
+            .map(|i| {
+                let mut key = 0u64;
+                for (ki, &b) in bits.iter().enumerate() {
+                    key = (key << b) | u64::from(rank_of(i, ki));
+                }
+                (key, i)
+            })
+            .collect();
+        packed.sort_unstable();
+        return packed.into_iter().map(|(_, i)| i).collect();
+    }
+    let w = keys.len();
+    let mut ranks: Vec<u32> = Vec::with_capacity(n as usize * w);
+    for i in 0..n {
+        ranks.extend((0..w).map(|ki| rank_of(i, ki)));
+    }
+    let mut order: Vec<u32> = (0..n).collect();
+    order.sort_by(|&a, &b| {
+        let (a, b) = (a as usize, b as usize);
+        ranks[a * w..a * w + w].cmp(&ranks[b * w..b * w + w]).then(a.cmp(&b))
+    });
+    order
+}
+
+// ---------------------------------------------------------------------------------------------
+// Atoms
+
+#[derive(Debug)]
+pub(crate) struct Atoms {
     /// Per atom: base identity (policy index) or None.
-    base: Vec<Option<u32>>,
+    pub(crate) base: Vec<Option<u32>>,
     /// Per policy identity: (first atom id, last atom id) of its block.
-    block: Vec<(u32, u32)>,
+    pub(crate) block: Vec<(u32, u32)>,
     /// Number of world atoms (ids `0..world_count`).
     world_count: u32,
     /// Per rule-cidr prefix index: atoms whose signature contains it (sorted).
     by_prefix: Vec<Vec<u32>>,
-    /// Per rule-cidr prefix index of each atom's signature (sorted), for cidr selectors.
+    /// Per atom: the rule-cidr prefix indices of its signature (sorted), for cidr selectors.
     sig: Vec<Vec<u32>>,
     /// `used_before[i]` = number of atoms `< i` that an LPM lookup can return.
     used_before: Vec<u32>,
@@ -136,63 +548,21 @@ impl Atoms {
         b <= a + 1 || self.used_before[b as usize] == self.used_before[a as usize + 1]
     }
 
-    /// Sorted ids -> ranges, spanning don't-care gaps.
-    fn ranges(&self, ids: &mut [(u32, u32)]) -> Ranges {
-        ids.sort_unstable();
-        let mut out: Ranges = Vec::with_capacity(ids.len());
-        for &(lo, hi) in ids.iter() {
-            match out.last_mut() {
-                Some(last) if lo <= last.1.saturating_add(1) || self.gap_free(last.1, lo) => {
-                    last.1 = last.1.max(hi)
-                }
-                _ => out.push((lo, hi)),
+    /// Sorts and merges ranges in place, spanning don't-care gaps.
+    pub(crate) fn merge(&self, v: &mut Ranges) {
+        v.sort_unstable();
+        let mut w = 0usize;
+        for i in 0..v.len() {
+            let (lo, hi) = v[i];
+            if w > 0 && (lo <= v[w - 1].1.saturating_add(1) || self.gap_free(v[w - 1].1, lo)) {
+                v[w - 1].1 = v[w - 1].1.max(hi);
+            } else {
+                v[w] = (lo, hi);
+                w += 1;
             }
         }
-        out
+        v.truncate(w);
     }
-}
-
-/// Orders identities so that label selectors become few contiguous runs.
-fn identity_order(p: &Policy) -> Vec<u32> {
-    let mut freq: FxHashMap<&str, usize> = FxHashMap::default();
-    for r in &p.rules {
-        for s in r.from.iter().chain(&r.to) {
-            if let Selector::Labels { labels, exprs } = &s.sel {
-                for k in labels.keys() {
-                    *freq.entry(k).or_default() += 1;
-                }
-                for e in exprs {
-                    let (Expr::In(k, _) | Expr::NotIn(k, _) | Expr::Exists(k) | Expr::DoesNotExist(k)) = e;
-                    *freq.entry(k).or_default() += 1;
-                }
-            }
-        }
-    }
-    *freq.entry("zone").or_default() += 1;
-    let mut keys: Vec<(&str, usize)> = freq.into_iter().collect();
-    keys.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
-    keys.truncate(8); // deeper keys rarely matter for contiguity; bounded work per identity
-                      // Rank every value per key once, then sort identities by small integer vectors.
-    let n = p.identities.len();
-    let mut ranks: Vec<u32> = vec![0; n * keys.len()];
-    for (ki, (k, _)) in keys.iter().enumerate() {
-        let mut vals: Vec<&str> =
-            p.identities.iter().filter_map(|i| i.labels.get(*k).map(String::as_str)).collect();
-        vals.sort_unstable();
-        vals.dedup();
-        for (i, id) in p.identities.iter().enumerate() {
-            // 0 = key absent; values rank from 1 in sorted order.
-            ranks[i * keys.len() + ki] =
-                id.labels.get(*k).map_or(0, |v| vals.binary_search(&v.as_str()).map_or(0, |r| r as u32 + 1));
-        }
-    }
-    let w = keys.len();
-    let mut order: Vec<u32> = (0..n as u32).collect();
-    order.sort_by(|&a, &b| {
-        let (a, b) = (a as usize, b as usize);
-        ranks[a * w..a * w + w].cmp(&ranks[b * w..b * w + w]).then(a.cmp(&b))
-    });
-    order
 }
 
 /// Distinct prefix lengths per family, longest first.
@@ -213,22 +583,9 @@ fn lengths<'a>(it: impl Iterator<Item = &'a Cidr>) -> (Vec<u8>, Vec<u8>) {
 ///
 /// Work is linear in the number of prefixes with small constants: no per-prefix allocation, and
 /// only identity prefixes short enough to contain a rule cidr are indexed.
-fn build_atoms(p: &Policy, order: &[u32], lpm: &mut IdentityMapBuilder) -> Atoms {
-    // Rule cidr prefixes.
-    let mut sel_prefixes: Vec<Cidr> = Vec::new();
-    let mut sel_index: FxHashMap<Cidr, u32> = FxHashMap::default();
-    for r in &p.rules {
-        for s in r.from.iter().chain(&r.to) {
-            if let Selector::Cidr { cidr, except } = &s.sel {
-                for c in std::iter::once(cidr).chain(except) {
-                    sel_index.entry(*c).or_insert_with(|| {
-                        sel_prefixes.push(*c);
-                        sel_prefixes.len() as u32 - 1
-                    });
-                }
-            }
-        }
-    }
+fn build_atoms(p: &Policy, order: &[u32], sel: &CidrIndex, lpm: &mut IdentityMapBuilder) -> Atoms {
+    let sel_prefixes = &sel.prefixes;
+    let sel_index = &sel.index;
     let n_ids = p.identities.len();
     let (sl4, sl6) = lengths(sel_prefixes.iter());
     // Interned signatures (sets of rule-cidr indices); id 0 = the empty set.
@@ -256,13 +613,25 @@ fn build_atoms(p: &Policy, order: &[u32], lpm: &mut IdentityMapBuilder) -> Atoms
         sig_ids.insert(scratch.clone(), id);
         id
     };
-    // Signature per identity prefix (flattened in identity order of the policy).
+    // Signature per identity prefix (flattened in identity order of the policy), and the LPM
+    // sizes per (family, length).
+    let mut counts = [[0usize; 129]; 2];
     let mut prefix_sig: Vec<u32> = Vec::new();
     if !sel_prefixes.is_empty() {
         prefix_sig.reserve(p.identities.iter().map(|i| i.addresses.len()).sum());
-        for id in &p.identities {
-            for (c, _) in &id.addresses {
+    }
+    for id in &p.identities {
+        for (c, _) in &id.addresses {
+            counts[usize::from(c.addr.is_ipv6())][c.len as usize] += 1;
+            if !sel_prefixes.is_empty() {
                 prefix_sig.push(sig_of(c));
+            }
+        }
+    }
+    for (f, row) in counts.iter().enumerate() {
+        for (l, &n) in row.iter().enumerate() {
+            if n > 0 {
+                lpm.reserve(f == 1, l as u8, n);
             }
         }
     }
@@ -280,7 +649,7 @@ fn build_atoms(p: &Policy, order: &[u32], lpm: &mut IdentityMapBuilder) -> Atoms
             }
         }
         let (il4, il6) = lengths(id_index.keys());
-        for q in &sel_prefixes {
+        for q in sel_prefixes {
             if id_index.contains_key(q) {
                 continue; // an identity prefix; handled with the identity's prefixes
             }
@@ -292,16 +661,18 @@ fn build_atoms(p: &Policy, order: &[u32], lpm: &mut IdentityMapBuilder) -> Atoms
             extra.push((*q, base, sig_of(q)));
         }
     }
-    // Distinct non-empty signatures per base (None = world), in first-seen order then sorted.
+    // Distinct non-empty signatures per base (None = world), sorted.
     let mut frags: FxHashMap<Option<u32>, Vec<u32>> = FxHashMap::default();
-    let mut k = 0usize;
-    for (idx, id) in p.identities.iter().enumerate() {
-        for _ in &id.addresses {
-            let sg = prefix_sig.get(k).copied().unwrap_or(0);
-            if sg != 0 {
-                frags.entry(Some(idx as u32)).or_default().push(sg);
+    if !prefix_sig.is_empty() {
+        let mut k = 0usize;
+        for (idx, id) in p.identities.iter().enumerate() {
+            for _ in &id.addresses {
+                let sg = prefix_sig[k];
+                if sg != 0 {
+                    frags.entry(Some(idx as u32)).or_default().push(sg);
+                }
+                k += 1;
             }
-            k += 1;
         }
     }
     for (_, base, sg) in &extra {
@@ -312,8 +683,10 @@ fn build_atoms(p: &Policy, order: &[u32], lpm: &mut IdentityMapBuilder) -> Atoms
         v.dedup();
     }
     // Assign ids: world, world fragments, then per identity its base and its fragments.
-    let mut base_of: Vec<Option<u32>> = vec![None];
-    let mut sig: Vec<u32> = vec![0];
+    let mut base_of: Vec<Option<u32>> = Vec::with_capacity(n_ids + 1);
+    base_of.push(None);
+    let mut sig: Vec<u32> = Vec::with_capacity(n_ids + 1);
+    sig.push(0);
     let mut frag_id: FxHashMap<(Option<u32>, u32), u32> = FxHashMap::default();
     let empty = Vec::new();
     for &sg in frags.get(&None).unwrap_or(&empty) {
@@ -327,10 +700,12 @@ fn build_atoms(p: &Policy, order: &[u32], lpm: &mut IdentityMapBuilder) -> Atoms
         let first = base_of.len() as u32;
         base_of.push(Some(i));
         sig.push(0);
-        for &sg in frags.get(&Some(i)).unwrap_or(&empty) {
-            frag_id.insert((Some(i), sg), base_of.len() as u32);
-            base_of.push(Some(i));
-            sig.push(sg);
+        if !frags.is_empty() {
+            for &sg in frags.get(&Some(i)).unwrap_or(&empty) {
+                frag_id.insert((Some(i), sg), base_of.len() as u32);
+                base_of.push(Some(i));
+                sig.push(sg);
+            }
         }
         block[i as usize] = (first, base_of.len() as u32 - 1);
     }
@@ -341,14 +716,15 @@ fn build_atoms(p: &Policy, order: &[u32], lpm: &mut IdentityMapBuilder) -> Atoms
     let mut k = 0usize;
     let mut n_lpm = 0usize;
     for (idx, id) in p.identities.iter().enumerate() {
+        let base_atom = block[idx].0;
         for (c, _) in &id.addresses {
             let sg = prefix_sig.get(k).copied().unwrap_or(0);
             k += 1;
-            let atom = if sg == 0 { block[idx].0 } else { frag_id[&(Some(idx as u32), sg)] };
+            let atom = if sg == 0 { base_atom } else { frag_id[&(Some(idx as u32), sg)] };
             used[atom as usize] = true;
             lpm.insert(c.addr, c.len, atom);
-            n_lpm += 1;
         }
+        n_lpm += id.addresses.len();
     }
     for (c, base, sg) in &extra {
         let atom = frag_id[&(*base, *sg)];
@@ -364,121 +740,14 @@ fn build_atoms(p: &Policy, order: &[u32], lpm: &mut IdentityMapBuilder) -> Atoms
     }
     used_before.push(acc);
     let mut by_prefix = vec![Vec::new(); sel_prefixes.len()];
+    let mut sig_sets: Vec<Vec<u32>> = Vec::with_capacity(n_atoms);
     for (a, &sg) in sig.iter().enumerate() {
         for &kk in &sigs[sg as usize] {
             by_prefix[kk as usize].push(a as u32);
         }
+        sig_sets.push(if sg == 0 { Vec::new() } else { sigs[sg as usize].clone() });
     }
-    let sig = sig.iter().map(|&sg| sigs[sg as usize].clone()).collect();
-    Atoms { base: base_of, block, world_count, by_prefix, sig, used_before, n_lpm }
-}
-
-/// Resolves selectors to atom-id ranges, memoised per distinct selector.
-struct Resolver<'p> {
-    p: &'p Policy,
-    atoms: &'p Atoms,
-    /// Rule-cidr prefix -> index (same numbering as `Atoms::by_prefix`).
-    prefix_index: FxHashMap<Cidr, u32>,
-    /// (key, value) -> identities with that label (policy indices, ascending).
-    postings: FxHashMap<(&'p str, &'p str), Vec<u32>>,
-    /// key -> identities having the key.
-    key_postings: FxHashMap<&'p str, Vec<u32>>,
-    memo: FxHashMap<&'p Selector, Ranges>,
-}
-
-impl<'p> Resolver<'p> {
-    fn new(p: &'p Policy, atoms: &'p Atoms) -> Self {
-        let mut prefix_index = FxHashMap::default();
-        for r in &p.rules {
-            for s in r.from.iter().chain(&r.to) {
-                if let Selector::Cidr { cidr, except } = &s.sel {
-                    for c in std::iter::once(cidr).chain(except) {
-                        let n = prefix_index.len() as u32;
-                        prefix_index.entry(*c).or_insert(n);
-                    }
-                }
-            }
-        }
-        let mut postings: FxHashMap<(&str, &str), Vec<u32>> = FxHashMap::default();
-        let mut key_postings: FxHashMap<&str, Vec<u32>> = FxHashMap::default();
-        for (i, id) in p.identities.iter().enumerate() {
-            for (k, v) in &id.labels {
-                postings.entry((k.as_str(), v.as_str())).or_default().push(i as u32);
-                key_postings.entry(k.as_str()).or_default().push(i as u32);
-            }
-        }
-        Self { p, atoms, prefix_index, postings, key_postings, memo: FxHashMap::default() }
-    }
-
-    /// Identities (policy indices) a label/identity selector selects.
-    fn identities(&self, sel: &Selector) -> Vec<u32> {
-        let p = self.p;
-        let empty: Vec<u32> = Vec::new();
-        let candidates: Box<dyn Iterator<Item = u32>> = match sel {
-            Selector::Identity(n) => {
-                return p
-                    .identities
-                    .iter()
-                    .position(|i| &i.name == n)
-                    .map(|i| vec![i as u32])
-                    .unwrap_or_default();
-            }
-            Selector::Labels { labels, exprs } => {
-                // Smallest positive posting list, then filter.
-                let best = labels
-                    .iter()
-                    .map(|(k, v)| self.postings.get(&(k.as_str(), v.as_str())).unwrap_or(&empty))
-                    .chain(exprs.iter().filter_map(|e| match e {
-                        Expr::Exists(k) => Some(self.key_postings.get(k.as_str()).unwrap_or(&empty)),
-                        _ => None,
-                    }))
-                    .min_by_key(|v| v.len());
-                match best {
-                    Some(v) => Box::new(v.clone().into_iter()),
-                    None => Box::new(0..p.identities.len() as u32),
-                }
-            }
-            _ => return Vec::new(),
-        };
-        candidates
-            .filter(|&i| sel.matches_labels(&p.identities[i as usize].name, &p.identities[i as usize].labels))
-            .collect()
-    }
-
-    fn resolve_into(&mut self, sel: &'p Selector, out: &mut Vec<(u32, u32)>) {
-        if let Some(r) = self.memo.get(sel) {
-            out.extend_from_slice(r);
-            return;
-        }
-        {
-            let a = self.atoms;
-            let mut ids: Vec<(u32, u32)> = match sel {
-                Selector::World => vec![(0, a.world_count - 1)],
-                Selector::Cidr { cidr, except } => {
-                    let k = self.prefix_index[cidr];
-                    let ex: FxHashSet<u32> = except.iter().map(|c| self.prefix_index[c]).collect();
-                    a.by_prefix[k as usize]
-                        .iter()
-                        .filter(|&&atom| !a.sig[atom as usize].iter().any(|s| ex.contains(s)))
-                        .map(|&atom| (atom, atom))
-                        .collect()
-                }
-                _ => self.identities(sel).into_iter().map(|i| a.block[i as usize]).collect(),
-            };
-            let r = a.ranges(&mut ids);
-            out.extend_from_slice(&r);
-            self.memo.insert(sel, r);
-        }
-    }
-
-    /// Union of a selector list.
-    fn resolve_list(&mut self, list: &'p [SelectorAt]) -> Ranges {
-        let mut all: Vec<(u32, u32)> = Vec::new();
-        for s in list {
-            self.resolve_into(&s.sel, &mut all);
-        }
-        self.atoms.ranges(&mut all)
-    }
+    Atoms { base: base_of, block, world_count, by_prefix, sig: sig_sets, used_before, n_lpm }
 }
 
 fn proto_field(p: Option<u8>) -> (u8, u8) {
@@ -486,7 +755,7 @@ fn proto_field(p: Option<u8>) -> (u8, u8) {
 }
 
 /// Rank of a deny rule's mode: explicit enforce first, inherited next, explicit monitor last.
-fn deny_rank(m: Option<Mode>) -> u8 {
+fn deny_rank(m: Option<Mode>) -> u32 {
     match m {
         Some(Mode::Enforce) => 0,
         None => 1,
@@ -494,22 +763,39 @@ fn deny_rank(m: Option<Mode>) -> u8 {
     }
 }
 
+/// The identity-tier priority of a rule with this action, mode and order key (see module docs).
+pub fn identity_priority(action: Action, mode: Option<Mode>, order_key: u32) -> u32 {
+    debug_assert!(order_key < ORDER_SPAN);
+    match action {
+        Action::Deny => deny_rank(mode) * ORDER_SPAN + order_key,
+        Action::Allow => ALLOW_PRIORITY_BASE + order_key,
+    }
+}
+
+/// The gap between consecutive order keys of a full compile of `n` rules.
+pub fn order_gap(n: usize) -> u32 {
+    ((ORDER_SPAN as usize - 1) / (n + 1)).clamp(1, MAX_ORDER_GAP as usize) as u32
+}
+
 /// Priorities of identity rules, indexed like `Policy::rules` (see the module docs).
 pub fn identity_priorities(rules: &[Rule]) -> Vec<u32> {
-    let mut denies: Vec<usize> = (0..rules.len()).filter(|&i| rules[i].action == Action::Deny).collect();
-    denies.sort_by_key(|&i| (deny_rank(rules[i].mode), i));
-    let mut prio = vec![0u32; rules.len()];
-    for (rank, &i) in denies.iter().enumerate() {
-        prio[i] = rank as u32;
-    }
-    let mut allow_rank = 0u32;
-    for (i, r) in rules.iter().enumerate() {
-        if r.action == Action::Allow {
-            prio[i] = ALLOW_PRIORITY_BASE + allow_rank;
-            allow_rank += 1;
-        }
-    }
-    prio
+    let gap = order_gap(rules.len());
+    rules.iter().enumerate().map(|(i, r)| identity_priority(r.action, r.mode, (i as u32 + 1) * gap)).collect()
+}
+
+/// Everything a full compile learned that an incremental update needs (see
+/// [`crate::incremental`]).
+#[derive(Debug)]
+pub(crate) struct CompileIndex {
+    pub(crate) labels: LabelIndex,
+    pub(crate) cidrs: CidrIndex,
+    pub(crate) atoms: Atoms,
+    pub(crate) memo: SelectorMemo,
+    /// Per identity rule: its classifier entries are rule ids `entries[i]..entries[i + 1]`.
+    pub(crate) entries: Vec<u32>,
+    /// Order-key gap of the identity rules and of each ACL tier.
+    pub(crate) gap: u32,
+    pub(crate) acl_gaps: Vec<u32>,
 }
 
 /// Compiles a validated policy into a table set with the given generation.
@@ -519,13 +805,54 @@ pub fn identity_priorities(rules: &[Rule]) -> Vec<u32> {
 /// entries, more than `u32` identity ids or `u16` segments); every other problem was rejected by
 /// validation.
 pub fn compile(p: &Policy, generation: u64) -> Result<CompiledPolicy, Diagnostics> {
+    compile_indexed(p, generation, false).map(|(c, _)| c)
+}
+
+/// [`compile`], also returning the index an incremental update needs.
+pub(crate) fn compile_indexed(
+    p: &Policy,
+    generation: u64,
+    for_updates: bool,
+) -> Result<(CompiledPolicy, CompileIndex), Diagnostics> {
     let t0 = Instant::now();
     let mut stats =
         CompileStats { identities: p.identities.len(), rules: p.rules.len(), ..CompileStats::default() };
-    let order = identity_order(p);
+    if p.rules.len() >= (ORDER_SPAN / 2) as usize {
+        return Err(Diagnostics::single(&Loc::file("policy"), "too many rules"));
+    }
+
+    // Labels, rule cidrs, selectors, identity order.
+    let mut labels = LabelIndex::new(&p.identities);
+    let cidrs = CidrIndex::new(&p.rules);
+    let has_identity_sel = p
+        .rules
+        .iter()
+        .flat_map(|r| r.from.iter().chain(&r.to))
+        .any(|s| matches!(s.sel, Selector::Identity(_)));
+    if for_updates || has_identity_sel {
+        labels.ensure_names(&p.identities);
+    }
+    let mut memo = SelectorMemo::default();
+    // Per rule: its from ids are sel[so[2i]..so[2i+1]], its to ids sel[so[2i+1]..so[2i+2]].
+    let mut sel: Vec<u32> = Vec::with_capacity(p.rules.len() * 2);
+    let mut so: Vec<u32> = Vec::with_capacity(p.rules.len() * 2 + 1);
+    let mut buf: Vec<u32> = Vec::new();
+    so.push(0);
+    for r in &p.rules {
+        for list in [&r.from, &r.to] {
+            for s in list {
+                encode_selector(&s.sel, &labels, &cidrs, &mut buf).expect("rule cidrs are indexed");
+                sel.push(memo.id(&buf));
+            }
+            so.push(sel.len() as u32);
+        }
+    }
+    let order = identity_order(&labels, &memo);
+    stats.index_time = t0.elapsed();
+
     let mut lb = IdentityMapBuilder::new();
     let t_atoms = Instant::now();
-    let atoms = build_atoms(p, &order, &mut lb);
+    let atoms = build_atoms(p, &order, &cidrs, &mut lb);
     stats.atoms_time = t_atoms.elapsed();
     let n_atoms = atoms.base.len();
     if n_atoms > u32::MAX as usize - 1 {
@@ -533,40 +860,52 @@ pub fn compile(p: &Policy, generation: u64) -> Result<CompiledPolicy, Diagnostic
     }
     stats.atoms = n_atoms;
 
-    // Segments.
-    let mut zones: Vec<&str> = p.identities.iter().filter_map(Identity::zone).collect();
-    zones.sort_unstable();
-    zones.dedup();
+    // Segments: the distinct values of the `zone` label, in string order.
+    let zone_key = labels.sym("zone");
+    let mut zones: Vec<u32> = match zone_key {
+        Some(z) => labels.postings.keys().filter(|kv| kv.0 == z).map(|kv| kv.1).collect(),
+        None => Vec::new(),
+    };
+    zones.sort_unstable_by(|a, b| labels.strs[*a as usize].cmp(&labels.strs[*b as usize]));
     if zones.len() >= u16::MAX as usize {
         return Err(Diagnostics::single(
             &Loc::file("policy"),
             format!("too many segments ({})", zones.len()),
         ));
     }
-    let zone_index: FxHashMap<&str, u16> = zones.iter().enumerate().map(|(i, z)| (*z, i as u16)).collect();
+    let mut zone_of_sym = vec![u16::MAX; labels.strs.len()];
+    for (i, &z) in zones.iter().enumerate() {
+        zone_of_sym[z as usize] = i as u16;
+    }
+    let segment_names: Vec<String> = zones.iter().map(|&z| labels.strs[z as usize].to_string()).collect();
     let segment_mode: Vec<Option<Mode>> =
-        zones.iter().map(|z| p.settings.segments.get(*z).and_then(|s| s.mode)).collect();
+        segment_names.iter().map(|z| p.settings.segments.get(z).and_then(|s| s.mode)).collect();
+    let id_zone: Vec<u16> = (0..p.identities.len() as u32)
+        .map(|i| zone_key.and_then(|z| labels.value(i, z)).map_or(u16::MAX, |v| zone_of_sym[v as usize]))
+        .collect();
     let identity_names: Vec<String> = atoms
         .base
         .iter()
         .map(|b| b.map_or_else(|| "world".to_string(), |i| p.identities[i as usize].name.clone()))
         .collect();
-    let identity_segment: Vec<u16> = atoms
-        .base
-        .iter()
-        .map(|b| b.and_then(|i| p.identities[i as usize].zone()).map_or(u16::MAX, |z| zone_index[z]))
-        .collect();
+    let identity_segment: Vec<u16> =
+        atoms.base.iter().map(|b| b.map_or(u16::MAX, |i| id_zone[i as usize])).collect();
 
-    // Identity tier.
+    // Identity tier: resolve each distinct selector once, then expand rules.
     let t_resolve = Instant::now();
-    let mut resolver = Resolver::new(p, &atoms);
-    let prio = identity_priorities(&p.rules);
-    let mut resolved: Vec<(Ranges, Ranges)> = Vec::with_capacity(p.rules.len());
+    memo.resolve_new(&labels, &atoms);
     let mut total = 0usize;
-    for r in &p.rules {
-        let from = resolver.resolve_list(&r.from);
-        let to = resolver.resolve_list(&r.to);
-        let n = from.len() * to.len() * r.ports.len().max(1);
+    for (ri, r) in p.rules.iter().enumerate() {
+        let count = |lo: u32, hi: u32| -> usize {
+            let ids = &sel[so[lo as usize] as usize..so[hi as usize] as usize];
+            match ids {
+                [one] => memo.ranges[*one as usize].len(),
+                _ => ids.iter().map(|&i| memo.ranges[i as usize].len()).sum(), // upper bound
+            }
+        };
+        let n = count(2 * ri as u32, 2 * ri as u32 + 1)
+            * count(2 * ri as u32 + 1, 2 * ri as u32 + 2)
+            * r.ports.len().max(1);
         total = total.saturating_add(n);
         if total > MAX_ENTRIES {
             return Err(Diagnostics::single(
@@ -574,16 +913,45 @@ pub fn compile(p: &Policy, generation: u64) -> Result<CompiledPolicy, Diagnostic
                 format!("policy expands to more than {MAX_ENTRIES} classifier entries (this rule adds {n}); split or simplify selectors"),
             ));
         }
-        resolved.push((from, to));
     }
     stats.resolve_time = t_resolve.elapsed();
+
     let t_cls = Instant::now();
+    let gap = order_gap(p.rules.len());
     let mut builder = ClassifierBuilder::new();
+    builder.reserve(total);
     let mut metas = Vec::with_capacity(total);
     let mut sources = Vec::with_capacity(total);
+    let mut entries = Vec::with_capacity(p.rules.len() + 1);
+    entries.push(0u32);
     let any_port = [PortMatch::ANY];
-    for (ri, (r, (from, to))) in p.rules.iter().zip(&resolved).enumerate() {
+    let (mut from_buf, mut to_buf): (Ranges, Ranges) = (Vec::new(), Vec::new());
+    for (ri, r) in p.rules.iter().enumerate() {
+        let list = |lo: usize, hi: usize, buf: &mut Ranges| -> bool {
+            let ids = &sel[so[lo] as usize..so[hi] as usize];
+            if ids.len() == 1 {
+                return false;
+            }
+            buf.clear();
+            for &i in ids {
+                buf.extend_from_slice(&memo.ranges[i as usize]);
+            }
+            atoms.merge(buf);
+            true
+        };
+        let from: &[(u32, u32)] = if list(2 * ri, 2 * ri + 1, &mut from_buf) {
+            &from_buf
+        } else {
+            &memo.ranges[sel[so[2 * ri] as usize] as usize]
+        };
+        let to: &[(u32, u32)] = if list(2 * ri + 1, 2 * ri + 2, &mut to_buf) {
+            &to_buf
+        } else {
+            &memo.ranges[sel[so[2 * ri + 1] as usize] as usize]
+        };
         let ports: &[PortMatch] = if r.ports.is_empty() { &any_port } else { &r.ports };
+        let priority = identity_priority(r.action, r.mode, (ri as u32 + 1) * gap);
+        let meta = RuleMeta { name: Arc::from(r.name.as_str()), action: r.action, mode: r.mode };
         for &src in from {
             for &dst in to {
                 for pm in ports {
@@ -593,13 +961,14 @@ pub fn compile(p: &Policy, generation: u64) -> Result<CompiledPolicy, Diagnostic
                         proto: proto_field(pm.proto),
                         sport: pm.sport,
                         dport: pm.dport,
-                        priority: prio[ri],
+                        priority,
                     });
-                    metas.push(RuleMeta { name: r.name.clone(), action: r.action, mode: r.mode });
+                    metas.push(meta.clone());
                     sources.push(RuleSource::Identity(ri as u32));
                 }
             }
         }
+        entries.push(metas.len() as u32);
     }
     stats.entries.push(metas.len());
     let mut tiers =
@@ -608,10 +977,13 @@ pub fn compile(p: &Policy, generation: u64) -> Result<CompiledPolicy, Diagnostic
     let mut all_sources = vec![sources];
 
     // ACL tiers.
+    let mut acl_gaps = Vec::with_capacity(p.acl_tiers.len());
     for (ti, t) in p.acl_tiers.iter().enumerate() {
         let mut b = ClassifierBuilder::new();
+        b.reserve(t.rules.len());
         let mut metas = Vec::with_capacity(t.rules.len());
         let mut src = Vec::with_capacity(t.rules.len());
+        let agap = acl_gap(t.rules.len());
         for (li, r) in t.rules.iter().enumerate() {
             b.push(ClassifierRule {
                 src: r.src,
@@ -619,11 +991,12 @@ pub fn compile(p: &Policy, generation: u64) -> Result<CompiledPolicy, Diagnostic
                 proto: r.proto,
                 sport: r.sport,
                 dport: r.dport,
-                priority: li as u32,
+                priority: (li as u32 + 1) * agap,
             });
-            metas.push(RuleMeta { name: r.name.clone(), action: r.action, mode: r.mode });
+            metas.push(RuleMeta { name: Arc::from(r.name.as_str()), action: r.action, mode: r.mode });
             src.push(RuleSource::Acl(ti as u32, li as u32));
         }
+        acl_gaps.push(agap);
         stats.acl_rules += t.rules.len();
         stats.entries.push(metas.len());
         tiers.push(Tier { name: t.name.clone(), kind: TierKind::Acl, classifier: b.build() });
@@ -666,7 +1039,7 @@ pub fn compile(p: &Policy, generation: u64) -> Result<CompiledPolicy, Diagnostic
         generation,
         identity_names,
         identity_segment,
-        segment_names: zones.iter().map(|z| (*z).to_string()).collect(),
+        segment_names,
         segment_mode,
         global_mode: p.settings.mode,
         identities,
@@ -675,16 +1048,33 @@ pub fn compile(p: &Policy, generation: u64) -> Result<CompiledPolicy, Diagnostic
         quarantine: q,
         config: p.settings.dataplane.clone(),
     };
+    let atom_identity = atoms.base.clone();
+    let index = CompileIndex { labels, cidrs, atoms, memo, entries, gap, acl_gaps };
     stats.total_time = t0.elapsed();
-    stats.estimated_bytes = estimate_bytes(&tables, stats.prefixes);
-    Ok(CompiledPolicy { tables, atom_identity: atoms.base, identity_atoms, sources: all_sources, stats })
+    stats.estimated_bytes = estimate_bytes(&tables);
+    Ok((CompiledPolicy { tables, atom_identity, identity_atoms, sources: all_sources, stats }, index))
+}
+
+/// The gap between consecutive order keys (= priorities) of an ACL tier of `n` lines.
+pub fn acl_gap(n: usize) -> u32 {
+    ((u32::MAX as usize - 1) / (n + 2)).clamp(1, MAX_ORDER_GAP as usize) as u32
 }
 
 /// Heap bytes of a table set: the classifiers' and the LPM's own accounting plus rule metadata
-/// and identity names.
-fn estimate_bytes(t: &TableSet, _prefixes: usize) -> usize {
+/// (names counted once per distinct allocation) and identity names.
+pub(crate) fn estimate_bytes(t: &TableSet) -> usize {
     let cls: usize = t.tiers.iter().map(|x| x.classifier.memory_bytes()).sum();
-    let meta: usize = t.rules.iter().flatten().map(|m| std::mem::size_of::<RuleMeta>() + m.name.len()).sum();
+    let mut meta = 0usize;
+    for tier in &t.rules {
+        meta += tier.capacity() * std::mem::size_of::<RuleMeta>();
+        let mut last: *const u8 = std::ptr::null();
+        for m in tier {
+            if m.name.as_ptr() != last {
+                meta += m.name.len() + 16;
+                last = m.name.as_ptr();
+            }
+        }
+    }
     let names: usize = t.identity_names.iter().map(|n| std::mem::size_of::<String>() + n.len() + 2).sum();
     cls + t.identities.memory_bytes() + meta + names
 }

@@ -13,6 +13,7 @@ pub mod compile;
 pub mod daemon;
 pub mod diag;
 pub mod diff;
+pub mod incremental;
 pub mod load;
 pub mod metrics;
 pub mod model;

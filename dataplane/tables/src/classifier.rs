@@ -172,6 +172,11 @@ impl ClassifierBuilder {
         Self::default()
     }
 
+    /// Makes room for `additional` more rules.
+    pub fn reserve(&mut self, additional: usize) {
+        self.rules.reserve(additional);
+    }
+
     /// Adds a rule; its `RuleId` is its insertion index.
     pub fn push(&mut self, rule: ClassifierRule) -> RuleId {
         self.rules.push(rule);

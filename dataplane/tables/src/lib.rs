@@ -56,15 +56,16 @@ pub enum Mode {
 /// Per-rule metadata kept beside the classifier, indexed by [`RuleId`].
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RuleMeta {
-    /// The rule's name as the operator wrote it (for traces, flow logs and metrics).
-    pub name: String,
+    /// The rule's name as the operator wrote it (for traces, flow logs and metrics). Shared: a
+    /// rule that expands to many classifier entries stores its name once.
+    pub name: Arc<str>,
     pub action: Action,
     /// `None`: inherit the segment / global mode.
     pub mode: Option<Mode>,
 }
 
 /// One tier of the classifier: the identity rules, or one ordered ACL.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub struct Tier {
     pub name: String,
     pub kind: TierKind,
@@ -142,7 +143,11 @@ impl Default for DataplaneConfig {
 }
 
 /// An immutable, generation-numbered compiled policy.
-#[derive(Debug)]
+///
+/// `Clone` is a deep copy of the classifiers and rule metadata but shares the LPM
+/// ([`IdentityMap`] clones are O(1)); the incremental compiler keeps two copies and updates the
+/// one no worker holds (see `bulkhead_control::incremental`).
+#[derive(Clone, Debug)]
 pub struct TableSet {
     /// Strictly increasing across publications on one [`TableHandle`].
     pub generation: u64,
@@ -323,7 +328,7 @@ impl TableSet {
     pub fn rule_name(&self, d: Decision) -> Option<&str> {
         match d {
             Decision::Allow { tier, rule } | Decision::Deny { tier, rule } => {
-                self.rules.get(tier as usize)?.get(rule as usize).map(|m| m.name.as_str())
+                self.rules.get(tier as usize)?.get(rule as usize).map(|m| &*m.name)
             }
             _ => None,
         }
@@ -383,6 +388,21 @@ impl TableHandle {
         }
         let g = next.generation;
         self.current.store(Arc::new(next));
+        Ok(g)
+    }
+
+    /// Publishes a table set the caller keeps a reference to (the incremental compiler's
+    /// left-right pair: it later updates this same allocation in place once no reader holds it).
+    ///
+    /// # Errors
+    /// Refuses a set whose generation does not increase (the running one stays).
+    pub fn publish_arc(&self, next: Arc<TableSet>) -> Result<u64, PublishError> {
+        let cur = self.current.load();
+        if next.generation <= cur.generation {
+            return Err(PublishError { current: cur.generation, offered: next.generation });
+        }
+        let g = next.generation;
+        self.current.store(next);
         Ok(g)
     }
 
