@@ -7,11 +7,15 @@
 //! number mentioned; and one protocol no rule names), so every distinct behaviour is probed once.
 //! Rows whose verdict (allow / deny / would_deny) differs are printed, adjacent port intervals
 //! with the same change merged. Source ports are not varied (rules match destination ports).
-//! Cidr selectors are compared through the identities and `world` address they cover.
+//! Cidr selectors are endpoints of their own as well: every distinct `cidr` selector of either
+//! policy (with its `except` list) is a row label such as `cidr 198.18.9.0/24`, probed at one
+//! address inside the prefix and outside every exception (the same address in both policies), so
+//! a rule whose `from` or `to` is a cidr shows up under that cidr, whichever identity or `world`
+//! the address also belongs to.
 
 use crate::cases::representative;
 use crate::compile::CompiledPolicy;
-use crate::model::{proto_name, Policy, PortMatch, ANY_PORT};
+use crate::model::{proto_name, Cidr, Policy, PortMatch, Selector, ANY_PORT};
 use crate::reference::verdict_word;
 use bulkhead_tables::{FlowQuery, WORLD};
 use std::collections::BTreeSet;
@@ -144,6 +148,40 @@ fn reps(p: &Policy, c: &CompiledPolicy, name: &str) -> (Option<IpAddr>, Option<I
     (v4, v6)
 }
 
+/// An address inside `cidr` and outside every `except` prefix, if one of a few candidates is.
+fn cidr_rep(cidr: &Cidr, except: &[Cidr]) -> Option<IpAddr> {
+    let mut cands = vec![cidr.addr, cidr.last()];
+    match cidr.addr {
+        IpAddr::V4(_) => {
+            let (lo, hi) = cidr.v4_range().unwrap_or((0, 0));
+            cands.push(IpAddr::V4(Ipv4Addr::from(lo.wrapping_add(1))));
+            cands.push(IpAddr::V4(Ipv4Addr::from(lo + (hi - lo) / 2)));
+            cands.push(IpAddr::V4(Ipv4Addr::from((lo + (hi - lo) / 2).wrapping_add(1))));
+        }
+        IpAddr::V6(a) => cands.push(IpAddr::V6(Ipv6Addr::from(u128::from(a).wrapping_add(1)))),
+    }
+    cands.into_iter().find(|a| cidr.contains(*a) && !except.iter().any(|e| e.contains(*a)))
+}
+
+/// Every distinct cidr selector of either policy: (label, representative address).
+fn cidr_endpoints(old: &Policy, new: &Policy) -> Vec<(String, IpAddr)> {
+    let mut seen = BTreeSet::new();
+    let mut out = Vec::new();
+    for r in old.rules.iter().chain(&new.rules) {
+        for s in r.from.iter().chain(&r.to) {
+            if let Selector::Cidr { cidr, except } = &s.sel {
+                let label = s.sel.to_string();
+                if seen.insert(label.clone()) {
+                    if let Some(a) = cidr_rep(cidr, except) {
+                        out.push((label, a));
+                    }
+                }
+            }
+        }
+    }
+    out
+}
+
 /// Computes the changed rows. Endpoints missing from one policy are compared as `world` there
 /// (that is what their addresses become). Returns the rows and whether the probe limit cut it.
 pub fn diff(old: &Policy, oc: &CompiledPolicy, new: &Policy, nc: &CompiledPolicy) -> (Vec<Change>, bool) {
@@ -155,7 +193,7 @@ pub fn diff(old: &Policy, oc: &CompiledPolicy, new: &Policy, nc: &CompiledPolicy
         }
     }
     let classes = classes(old, new);
-    let rep: Vec<[(Option<IpAddr>, Option<IpAddr>); 2]> = names
+    let mut rep: Vec<[(Option<IpAddr>, Option<IpAddr>); 2]> = names
         .iter()
         .map(|n| {
             let o = if old.identity(n).is_some() || n == "world" { reps(old, oc, n) } else { (None, None) };
@@ -164,6 +202,11 @@ pub fn diff(old: &Policy, oc: &CompiledPolicy, new: &Policy, nc: &CompiledPolicy
             [(o.0.or(nn.0), o.1.or(nn.1)), (nn.0.or(o.0), nn.1.or(o.1))]
         })
         .collect();
+    for (label, a) in cidr_endpoints(old, new) {
+        let r = if a.is_ipv4() { (Some(a), None) } else { (None, Some(a)) };
+        names.push(label);
+        rep.push([r, r]);
+    }
     let mut out = Vec::new();
     let mut probes = 0usize;
     let mut truncated = false;
@@ -267,4 +310,63 @@ pub fn render(rows: &[Change]) -> String {
         out.push_str(&line([&r[0], &r[1], &r[2], &r[3], &r[4]]));
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{compile, load_str};
+
+    const IDS: &str = "apiVersion: bulkhead.io/v1
+kind: Identity
+metadata: {name: web}
+spec:
+  labels: {tier: web}
+  addresses: [198.18.1.0/24]
+---
+apiVersion: bulkhead.io/v1
+kind: Identity
+metadata: {name: db}
+spec:
+  labels: {tier: db}
+  addresses: [198.18.2.0/24]
+";
+
+    fn policy(rules: &str) -> (Policy, CompiledPolicy) {
+        let text = format!("{IDS}---\napiVersion: bulkhead.io/v1\nkind: Policy\nmetadata: {{name: p}}\nspec:\n  rules:\n{rules}");
+        let p = load_str("t.yaml", &text).unwrap_or_else(|e| panic!("{e}"));
+        let c = compile(&p, 1).unwrap();
+        (p, c)
+    }
+
+    #[test]
+    fn cidr_rules_show_up_under_their_cidr() {
+        let web_db = "    - {name: web-db, from: [{matchLabels: {tier: web}}], to: [{matchLabels: {tier: db}}], ports: [{port: 5432}], action: allow}\n";
+        let (op, oc) = policy(web_db);
+        let backup = "    - {name: backup, from: [{cidr: 203.0.113.0/24, except: [203.0.113.0/25]}], to: [{matchLabels: {tier: db}}], ports: [{port: 5432}], action: allow}\n";
+        let (np, nc) = policy(&format!("{web_db}{backup}"));
+        let (rows, cut) = diff(&op, &oc, &np, &nc);
+        assert!(!cut);
+        let row = rows
+            .iter()
+            .find(|r| r.from == "cidr 203.0.113.0/24 except 203.0.113.0/25")
+            .unwrap_or_else(|| panic!("no cidr row in {rows:?}"));
+        assert_eq!((row.to.as_str(), row.proto, row.ports), ("db", 6, (5432, 5432)));
+        assert_eq!((row.old.as_str(), row.new.as_str()), ("deny", "allow"));
+        // The excepted half is not the cidr's representative; web -> db does not change.
+        assert!(rows.iter().all(|r| r.from != "web"), "{rows:?}");
+        let (rows, _) = diff(&np, &nc, &op, &oc);
+        assert!(
+            rows.iter().any(|r| r.from.starts_with("cidr 203.0.113.0/24") && r.new == "deny"),
+            "{rows:?}"
+        );
+    }
+
+    #[test]
+    fn a_cidr_fully_excepted_is_skipped_not_misreported() {
+        let c = Cidr::new("198.18.0.0".parse().unwrap(), 31).unwrap();
+        assert_eq!(cidr_rep(&c, &[c]), None);
+        let host = Cidr::new("198.18.0.0".parse().unwrap(), 32).unwrap();
+        assert_eq!(cidr_rep(&c, &[host]), Some("198.18.0.1".parse().unwrap()));
+    }
 }
