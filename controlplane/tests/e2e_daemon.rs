@@ -602,6 +602,56 @@ fn quarantine_cuts_an_established_stream_while_the_forensics_exception_works() {
     bed.stop();
 }
 
+/// Out-of-order fragments: the kernel sends a datagram's fragments in order, so the sender here
+/// is `tcpreplay` with the fragments of one UDP datagram reversed. The engine holds the early
+/// (non-first) fragments until the first decides; the AF_XDP loop then transmits the released
+/// copies, and the server's kernel reassembles the datagram.
+#[test]
+fn out_of_order_fragments_are_held_then_sent_and_reassembled() {
+    require_root!();
+    let bed = Bed::new("frags", &[]);
+    assert!(
+        Command::new("tcpreplay").arg("--version").output().is_ok_and(|o| o.status.success()),
+        "tcpreplay is missing: run scripts/setup.sh"
+    );
+    let addr: SocketAddr = format!("{WEB1}:5001").parse().unwrap();
+    let srv = bed.host("web1").run(move || UdpSocket::bind(addr)).unwrap().unwrap();
+    srv.set_read_timeout(Some(IO)).unwrap();
+    let mac = |name: &str| -> [u8; 6] {
+        let m: Vec<u8> =
+            bed.topo.host(name).mac.split(':').map(|h| u8::from_str_radix(h, 16).expect("MAC hex")).collect();
+        m.try_into().expect("6-byte MAC")
+    };
+    let payload: Vec<u8> = (0..3000u32).map(|i| (i * 7 % 251) as u8).collect();
+    let corp: std::net::Ipv4Addr = CORP1.parse().unwrap();
+    let web: std::net::Ipv4Addr = WEB1.parse().unwrap();
+    let mut frags = bulkhead_wire::builder::Frame::udp(corp, web, 40123, 5001)
+        .macs(mac("corp1"), mac("web1"))
+        .ip_id(4242)
+        .payload(&payload)
+        .fragments(1400);
+    assert_eq!(frags.len(), 3);
+    frags.reverse();
+    let pcap = bed.dir.path("frags.pcap");
+    let mut w = bulkhead_wire::pcap::PcapWriter::new(std::fs::File::create(&pcap).unwrap(), 1).unwrap();
+    for (i, f) in frags.iter().enumerate() {
+        w.write(i as u64 * 1000, f).unwrap();
+    }
+    drop(w);
+    let before = bed.stats();
+    let out = bed.host("corp1").exec("tcpreplay", &["-q", "-i", "eth0", pcap.to_str().unwrap()]).unwrap();
+    assert!(out.status.success(), "tcpreplay: {}", String::from_utf8_lossy(&out.stderr));
+
+    let mut buf = [0u8; 4096];
+    let (n, from) = srv.recv_from(&mut buf).expect("the reassembled datagram reaches the server");
+    assert_eq!(&buf[..n], &payload[..], "payload intact");
+    assert_eq!(from, SocketAddr::from((corp, 40123)));
+    let after = bed.stats();
+    let released = |v: &Value| v["total"]["frag_released"].as_u64().unwrap();
+    assert_eq!(released(&after) - released(&before), 2, "two early fragments held, then released");
+    assert_eq!(after["frag_released_unsent"].as_u64(), Some(0), "and transmitted");
+}
+
 #[test]
 fn restart_after_sigkill_and_start_up_errors() {
     require_root!();

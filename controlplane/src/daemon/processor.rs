@@ -9,10 +9,10 @@
 //!
 //! Held fragments: the engine copies early (non-first) fragments into its hold slots and hands
 //! them back through [`Worker::drain_released`] once their first fragment decides. The AF_XDP
-//! loop only transmits frames of the batch it is judging, so released fragments cannot be sent
-//! from here; they are drained (so hold slots free up) and counted in
-//! [`EngineProcessor::released_unsent`]. In practice the kernel sends fragments of a datagram in
-//! order, so early fragments are rare; see docs for the limitation.
+//! loop asks for them right after each batch ([`PacketProcessor::drain_extra`]) and transmits
+//! copies out of the other side. Those it cannot send (no free UMEM frame, TX ring full, or a
+//! steering worker without sockets of its own) are counted in
+//! [`EngineProcessor::released_unsent`]; housekeeping drains any left over the same way.
 
 use super::state::{FlowRequests, State};
 use bulkhead_engine::{FlowSummary, Verdict, Worker};
@@ -82,13 +82,20 @@ impl EngineProcessor {
         }
     }
 
-    fn drain_released(&mut self) {
+    /// Hands released fragments to `send`; counts those it refuses.
+    fn drain_released(&mut self, send: &mut dyn FnMut(&[u8]) -> bool) {
         if self.worker.released_len() == 0 {
             return;
         }
-        let mut n = 0u64;
-        self.worker.drain_released(|_, _| n += 1);
-        self.released_unsent.fetch_add(n, Ordering::Relaxed);
+        let mut unsent = 0u64;
+        self.worker.drain_released(|bytes, _| {
+            if !send(bytes) {
+                unsent += 1;
+            }
+        });
+        if unsent > 0 {
+            self.released_unsent.fetch_add(unsent, Ordering::Relaxed);
+        }
     }
 }
 
@@ -110,15 +117,19 @@ impl PacketProcessor for EngineProcessor {
         if !frames.is_empty() {
             self.latency.record(done.saturating_sub(now_ns), frames.len() as u64);
         }
-        self.drain_released();
         self.service_requests();
     }
 
     fn housekeeping(&mut self, now_ns: u64) {
         let tables = self.tables.load();
         self.worker.maintain(now_ns, &tables, IDLE_SWEEP_BUDGET);
-        self.drain_released();
+        // Normally empty: the loop drains after every batch.
+        self.drain_released(&mut |_| false);
         self.service_requests();
+    }
+
+    fn drain_extra(&mut self, send: &mut dyn FnMut(&[u8]) -> bool) {
+        self.drain_released(send);
     }
 }
 

@@ -225,12 +225,14 @@ impl Mailbox {
     }
 
     /// Owner role: judges up to a batch from each receiver's ring with `processor` and sends the
-    /// verdicts back. Returns how many frames it judged.
+    /// verdicts back; frames the processor adds (see [`PacketProcessor::drain_extra`]) go to
+    /// `send` with the side their batch arrived on. Returns how many frames it judged.
     pub fn serve<P: PacketProcessor + ?Sized>(
         &mut self,
         now: u64,
         processor: &mut P,
         stats: &WorkerStats,
+        send: &mut dyn FnMut(Side, &[u8]) -> bool,
     ) -> usize {
         let mut items = [Handoff::default(); MAX_BATCH];
         let mut verdicts = [false; MAX_BATCH];
@@ -263,6 +265,7 @@ impl Mailbox {
                 for (h, fwd) in items[start..end].iter_mut().zip(v.iter()) {
                     h.forward = *fwd;
                 }
+                processor.drain_extra(&mut |bytes| send(side, bytes));
                 start = end;
             }
             if let Some(back) = self.verdicts_out[r].as_mut() {

@@ -75,6 +75,14 @@ pub trait PacketProcessor {
     /// Called at least every millisecond while traffic flows and after each idle sleep: the place
     /// for flow expiry or picking up a new table generation when no batch arrives.
     fn housekeeping(&mut self, _now_ns: u64) {}
+
+    /// Frames to send that were not in the batch: e.g. early fragments the processor held and
+    /// the batch's first fragment has now released. The loop calls this right after each
+    /// `process` call; `send` copies a frame into a free UMEM frame and queues it out of the
+    /// side opposite the batch's arrival side, and returns false when it could not (no free
+    /// frame, frame too long, TX ring full, or a worker without sockets): the processor counts
+    /// those.
+    fn drain_extra(&mut self, _send: &mut dyn FnMut(&[u8]) -> bool) {}
 }
 
 impl<F> PacketProcessor for F
@@ -354,6 +362,9 @@ impl QueuePair {
         mut mailbox: Option<&mut Mailbox>,
     ) {
         let batch = self.cfg.batch;
+        // A second handle on the counters, so `serve` can borrow it while its `send` callback
+        // borrows the pair.
+        let stats = Arc::clone(&self.stats);
         let mut rx_descs = [FrameDesc::default(); MAX_BATCH];
         let mut forward = [false; MAX_BATCH];
         let mut idle_iterations: u32 = 0;
@@ -435,10 +446,11 @@ impl QueuePair {
                     }
                 }
                 self.send_judged(from, &fwd[..t], (local - t) as u64, now);
+                processor.drain_extra(&mut |bytes| self.send_copy(from, bytes, now));
             }
 
             if let Some(mb) = mailbox.as_deref_mut() {
-                work += mb.serve(now, processor, &self.stats);
+                work += mb.serve(now, processor, &stats, &mut |from, bytes| self.send_copy(from, bytes, now));
                 work += self.apply_verdicts(mb, now);
             }
 
@@ -469,7 +481,7 @@ impl QueuePair {
             let deadline = monotonic_ns() + DRAIN_NS;
             loop {
                 let now = monotonic_ns();
-                mb.serve(now, processor, &self.stats);
+                mb.serve(now, processor, &stats, &mut |from, bytes| self.send_copy(from, bytes, now));
                 self.apply_verdicts(mb, now);
                 self.reclaim();
                 if mb.drained() || now > deadline {
@@ -498,6 +510,27 @@ impl QueuePair {
         if sent < descs.len() {
             st.tx_ring_full.fetch_add((descs.len() - sent) as u64, Ordering::Relaxed);
         }
+    }
+
+    /// Copies `bytes` (a frame the processor produced, for a batch that arrived on `from`) into a
+    /// free frame of this UMEM and queues it out of the other side. False (nothing queued) when no
+    /// frame is free, the frame does not fit, or the TX ring is full.
+    fn send_copy(&mut self, from: Side, bytes: &[u8], now: u64) -> bool {
+        let Some(mut desc) = self.free.pop() else { return false };
+        let written = {
+            // SAFETY: `desc` came off the free list: a frame of this UMEM in no ring, so neither the
+            // kernel nor any slice of ours reads or writes it while `data` lives.
+            let mut data = unsafe { self.umem.data_mut(&mut desc) };
+            let mut cursor = data.cursor();
+            cursor.set_pos(0);
+            std::io::Write::write_all(&mut cursor, bytes).is_ok()
+        };
+        if !written || self.transmit(from.other().index(), &[desc], now) == 0 {
+            self.free.push(desc);
+            return false;
+        }
+        self.stats.direction(from).forwarded.fetch_add(1, Ordering::Relaxed);
+        true
     }
 
     /// Applies verdicts that owners sent back for frames this worker lent them.
@@ -653,7 +686,8 @@ pub(crate) fn run_owner<P: PacketProcessor + ?Sized>(
     loop {
         let stopping = stop.load(Ordering::Relaxed);
         let now = monotonic_ns();
-        let work = mb.serve(now, processor, stats);
+        // No sockets here: frames a processor adds (released fragments) cannot be sent.
+        let work = mb.serve(now, processor, stats, &mut |_, _| false);
         if stopping {
             deadline = deadline.min(now + DRAIN_NS);
             if mb.drained() || now > deadline {
