@@ -141,11 +141,14 @@ pub enum Malformed {
     /// An ICMP error whose quoted header is cut short (less than the inner IP header plus the
     /// 8 bytes holding the ports), of the wrong IP version, or with a bad inner IHL.
     IcmpBadQuote,
+    /// An IPv4 option list that does not parse: an option's length byte missing, below 2, or
+    /// running past the header (RFC 791; Linux drops these too).
+    Ipv4BadOptions,
 }
 
 impl Malformed {
     /// Number of variants (for counter arrays).
-    pub const COUNT: usize = Malformed::IcmpBadQuote as usize + 1;
+    pub const COUNT: usize = Malformed::Ipv4BadOptions as usize + 1;
 
     /// Every variant, in discriminant order.
     pub const ALL: [Malformed; Malformed::COUNT] = [
@@ -171,6 +174,7 @@ impl Malformed {
         Malformed::FragmentTooLong,
         Malformed::FragmentMisaligned,
         Malformed::IcmpBadQuote,
+        Malformed::Ipv4BadOptions,
     ];
 
     /// A stable snake_case name, used in counters, metrics and logs.
@@ -198,6 +202,7 @@ impl Malformed {
             Malformed::FragmentTooLong => "fragment_too_long",
             Malformed::FragmentMisaligned => "fragment_misaligned",
             Malformed::IcmpBadQuote => "icmp_bad_quote",
+            Malformed::Ipv4BadOptions => "ipv4_bad_options",
         }
     }
 }

@@ -21,7 +21,9 @@
 //!   checksum is classified like any other; the receiving host drops it.
 //! - Trailing bytes after the IP packet (Ethernet padding) are ignored; lengths come from the IP
 //!   headers.
-//! - IPv4 options are skipped, not interpreted. IPv6 jumbograms (payload length 0 with a
+//! - IPv4 options are checked for structure (each option other than EOL and NOP carries a length
+//!   byte of at least 2 that stays inside the header, else [`Malformed::Ipv4BadOptions`]) but
+//!   not interpreted. IPv6 jumbograms (payload length 0 with a
 //!   hop-by-hop jumbo option) are not supported: they cannot occur on Ethernet.
 //! - IPv6 extension headers walked: hop-by-hop (only first), routing, destination options,
 //!   fragment (at most one), AH; at most [`MAX_EXT_HEADERS`]. Any other next header (ESP, no next
@@ -184,6 +186,9 @@ fn parse_ipv4(l3: &[u8], vlan_tags: u8, info: &mut PacketInfo) -> Result<(), Mal
     let Some(body) = l3.get(hlen..total) else {
         return Err(Malformed::Ipv4BadLength);
     };
+    if hlen > 20 {
+        check_ipv4_options(l3.get(20..hlen).unwrap_or_default())?;
+    }
     let src = IpAddr::V4(Ipv4Addr::new(h[12], h[13], h[14], h[15]));
     let dst = IpAddr::V4(Ipv4Addr::new(h[16], h[17], h[18], h[19]));
     *info = blank(src, dst, h[9], vlan_tags);
@@ -202,6 +207,27 @@ fn parse_ipv4(l3: &[u8], vlan_tags: u8, info: &mut PacketInfo) -> Result<(), Mal
         first_frag = true;
     }
     parse_l4(info, body, first_frag, false, 0)
+}
+
+/// The TLV structure of an IPv4 option list: End of Option List (0) ends it, No-Operation (1) is
+/// one byte, every other option is type, length (>= 2, covering type and length) and data, and
+/// must end inside the list.
+#[inline(never)] // options are rare; keep them off the hot path's code
+fn check_ipv4_options(mut opts: &[u8]) -> Result<(), Malformed> {
+    while let Some((&kind, rest)) = opts.split_first() {
+        match kind {
+            0 => return Ok(()),
+            1 => opts = rest,
+            _ => {
+                let len = usize::from(*rest.first().ok_or(Malformed::Ipv4BadOptions)?);
+                if len < 2 || len > opts.len() {
+                    return Err(Malformed::Ipv4BadOptions);
+                }
+                opts = opts.get(len..).unwrap_or_default();
+            }
+        }
+    }
+    Ok(())
 }
 
 #[inline]
@@ -796,6 +822,34 @@ mod tests {
     }
 
     #[test]
+    fn accepts_well_formed_ipv4_options() {
+        // NOP, NOP, router alert (type 0x94, length 4), then EOL and padding after it.
+        let f = syn4().ipv4_options(&[1, 1, 0x94, 4, 0, 0, 0, 0]).build();
+        assert!(matches!(parse(&f), Ok(Parsed::Ip(_))));
+        // Garbage after EOL is padding.
+        let f = syn4().ipv4_options(&[0, 0xff, 0xff, 0xff]).build();
+        assert!(matches!(parse(&f), Ok(Parsed::Ip(_))));
+    }
+
+    #[test]
+    fn rejects_ipv4_option_without_length() {
+        let f = syn4().ipv4_options(&[1, 1, 1, 0x94]).build();
+        assert_eq!(err(&f), Malformed::Ipv4BadOptions);
+    }
+
+    #[test]
+    fn rejects_ipv4_option_length_below_two() {
+        let f = syn4().ipv4_options(&[0x94, 1, 0, 0]).build();
+        assert_eq!(err(&f), Malformed::Ipv4BadOptions);
+    }
+
+    #[test]
+    fn rejects_ipv4_option_past_header() {
+        let f = syn4().ipv4_options(&[0x94, 8, 0, 0]).build();
+        assert_eq!(err(&f), Malformed::Ipv4BadOptions);
+    }
+
+    #[test]
     fn rejects_third_vlan_tag() {
         let b = syn4().vlan(1).vlan(2).vlan(3).build();
         assert_eq!(err(&b), Malformed::TooManyVlanTags);
@@ -1108,6 +1162,7 @@ mod tests {
             Frame::raw_ip(a4(), b4(), 47).payload(&[0; 16]).frag(65528, false).build(),
             Frame::raw_ip(a4(), b4(), 47).payload(&[0; 12]).frag(0, true).build(),
             Frame::icmp_error_quoting(a4(), b4(), 3, 1, &[0x45; 19]).build(),
+            syn4().ipv4_options(&[0x94, 8, 0, 0]).build(),
         ];
         let got: Vec<Malformed> = samples.iter().map(|s| err(s)).collect();
         assert_eq!(got, Malformed::ALL.to_vec());

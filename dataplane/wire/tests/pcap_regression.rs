@@ -172,6 +172,7 @@ fn malformed_frames() -> Vec<Vec<u8>> {
         Frame::raw_ip(a4(), b4(), 1).payload(&[0; 16]).frag(65528, false).build(),
         Frame::raw_ip(a4(), b4(), 47).payload(&[0; 12]).frag(0, true).build(),
         Frame::icmp_error_quoting(a4(), b4(), 3, 1, &[0x45; 19]).build(),
+        syn4().ipv4_options(&[0x94, 8, 0, 0]).build(),
     ]
 }
 
