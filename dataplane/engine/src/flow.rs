@@ -39,6 +39,29 @@ fn prefetch_read<T>(_: &T) {}
 #[cfg(not(target_arch = "x86_64"))]
 fn prefetch_write<T>(_: &T) {}
 
+/// Bit `i` set when `tags[i] == tag`: two 4-lane SSE2 compares (`safe_arch`'s safe wrappers).
+#[cfg(target_arch = "x86_64")]
+#[inline]
+fn tag_mask(tags: &[u32; 8], tag: u32) -> u32 {
+    use safe_arch::{
+        cast_to_m128_from_m128i, cmp_eq_mask_i32_m128i, m128i, move_mask_m128, set_splat_i32_m128i,
+    };
+    let t = set_splat_i32_m128i(tag as i32);
+    let (lo, hi) = tags.split_at(4);
+    let lane = |half: &[u32]| -> u32 {
+        let v: [u32; 4] = half.try_into().unwrap_or([!tag; 4]);
+        move_mask_m128(cast_to_m128_from_m128i(cmp_eq_mask_i32_m128i(m128i::from(v), t))) as u32
+    };
+    lane(lo) | (lane(hi) << 4)
+}
+
+/// Bit `i` set when `tags[i] == tag` (portable form).
+#[cfg(not(target_arch = "x86_64"))]
+#[inline]
+fn tag_mask(tags: &[u32; 8], tag: u32) -> u32 {
+    tags.iter().enumerate().fold(0, |m, (i, t)| m | (u32::from(*t == tag) << i))
+}
+
 /// Slot number meaning "no flow".
 pub(crate) const NONE: u32 = u32::MAX;
 const SLOTS: usize = 7;
@@ -333,16 +356,17 @@ impl Flow {
 #[derive(Clone, Copy, Debug)]
 #[repr(C, align(64))]
 struct Bucket {
-    tags: [u32; SLOTS],
+    /// Tags of the 7 slots; the eighth lane is never used (it pads the tags to 8 lanes so the
+    /// candidate search compiles to two 4-lane vector compares).
+    tags: [u32; 8],
+    slot: [u32; SLOTS],
     /// Entries stored past this bucket because it was full when they were inserted.
     overflow: u32,
-    slot: [u32; SLOTS],
-    _pad: u32,
 }
 
 impl Default for Bucket {
     fn default() -> Self {
-        Self { tags: [0; SLOTS], overflow: 0, slot: [NONE; SLOTS], _pad: 0 }
+        Self { tags: [0; 8], slot: [NONE; SLOTS], overflow: 0 }
     }
 }
 
@@ -411,7 +435,14 @@ impl FlowTable {
     pub fn candidate(&self, h: u64) -> u32 {
         let Some(b) = self.buckets.get(self.home(h)) else { return NONE };
         let tag = Self::tag(h);
-        b.tags.iter().zip(b.slot.iter()).find(|(t, _)| **t == tag).map_or(NONE, |(_, s)| *s)
+        // Branch-free: a mask of matching tags (compiled to one vector compare), then its lowest
+        // bit. A loop that stops at the match mispredicts on nearly every packet, since where
+        // the match sits in the bucket is random.
+        let m = tag_mask(&b.tags, tag) & ((1 << SLOTS) - 1);
+        if m == 0 {
+            return NONE;
+        }
+        b.slot.get(m.trailing_zeros() as usize).copied().unwrap_or(NONE)
     }
 
     /// Prefetch step 2b: asks for a record's cache line, for writing.
