@@ -22,7 +22,7 @@ status=0
 cargo test --workspace --no-fail-fast 2>&1 | tee "$log" || status=$?
 if [ "$status" != 0 ]; then
   totals
-  grep -E '^test .* FAILED$|^    [a-z_:0-9]+$' "$log" || true
+  grep -E '^test .* FAILED$' "$log" || true
   echo "tests: $passed passed, $failed failed (cargo test exit $status)"
   exit "$status"
 fi
