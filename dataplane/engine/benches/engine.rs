@@ -4,53 +4,17 @@
 //! created by loose pickup in a setup pass; the measured loop walks the frames in a random
 //! order so that flow-table accesses are spread like real traffic. Memory per flow is printed.
 
+mod common;
+
 use bulkhead_engine::{EngineConfig, Verdict, Worker};
-use bulkhead_tables::{
-    Action, ClassifierBuilder, ClassifierRule, IdentityMapBuilder, RuleMeta, TableSet, Tier, TierKind,
-};
-use bulkhead_wire::builder::{tcp, Frame};
+use common::{frame, policy, shuffled, BATCH, FRAME};
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use std::net::{IpAddr, Ipv4Addr};
-
-const FRAME: usize = 64;
-const BATCH: usize = 64;
-
-fn policy() -> TableSet {
-    let mut ts = TableSet::empty(1);
-    let mut idb = IdentityMapBuilder::new();
-    idb.insert(IpAddr::V4(Ipv4Addr::new(198, 19, 255, 1)), 32, 1);
-    ts.identities = idb.build();
-    ts.identity_names = vec!["world".into(), "server".into()];
-    ts.identity_segment = vec![u16::MAX; 2];
-    let mut cb = ClassifierBuilder::new();
-    cb.push(ClassifierRule { dst: (1, 1), proto: (6, 0xff), dport: (80, 80), ..ClassifierRule::any(1) });
-    ts.tiers = vec![Tier { name: "identity".into(), kind: TierKind::Identity, classifier: cb.build() }];
-    ts.rules = vec![vec![RuleMeta { name: "web".into(), action: Action::Allow, mode: None }]];
-    ts
-}
 
 /// `n` frames, one per flow, packed back to back, in a shuffled order.
 fn frames(n: usize) -> Vec<u8> {
-    let server = IpAddr::V4(Ipv4Addr::new(198, 19, 255, 1));
-    let mut order: Vec<usize> = (0..n).collect();
-    let mut rng = 0x9e37_79b9_7f4a_7c15u64;
-    for i in (1..n).rev() {
-        rng ^= rng << 13;
-        rng ^= rng >> 7;
-        rng ^= rng << 17;
-        order.swap(i, (rng % (i as u64 + 1)) as usize);
-    }
     let mut buf = Vec::with_capacity(n * FRAME);
-    for i in order {
-        let host = 0xC612_0000u32 + (i as u32 % 0x1_0000); // 198.18.0.0/16
-        let sport = 1024 + (i / 0x1_0000) as u16;
-        let f = Frame::tcp(IpAddr::V4(Ipv4Addr::from(host)), server, sport, 80, tcp::ACK)
-            .seq(1000)
-            .ack(2000)
-            .pad_to(FRAME)
-            .build();
-        assert_eq!(f.len(), FRAME);
-        buf.extend_from_slice(&f);
+    for i in shuffled(n) {
+        buf.extend_from_slice(&frame(i, false));
     }
     buf
 }
