@@ -3,9 +3,9 @@
 //!
 //! Establishes FLOWS TCP flows by loose pickup, then judges ROUNDS batches of 64 established
 //! 64-byte frames (every flow's client ACK, then every server ACK, in a shuffled flow order)
-//! and prints ns per packet. Under
-//! `valgrind --tool=callgrind`, two runs with different ROUNDS give instructions per packet by
-//! difference (the setup cancels out). The criterion bench (`benches/engine.rs`) is the
+//! and prints ns per packet. Under `valgrind --tool=callgrind` (or cachegrind with
+//! `--branch-sim=yes`), two runs with different ROUNDS give instructions (or branch
+//! mispredictions) per packet by difference: the setup cancels out. The criterion bench (`benches/engine.rs`) is the
 //! reported figure; this is the microscope.
 
 #[path = "../benches/common/mod.rs"]
