@@ -17,7 +17,8 @@
 //! Then reclaim both completion rings, refill both fill rings, and kick TX (`sendto`) when the TX
 //! ring holds a full batch, when the burst that fed it has ended (RX returned less than a batch),
 //! or when `tx_flush_ns` has passed since the last kick. Wake-ups are only issued when the kernel
-//! asks for them (`XDP_USE_NEED_WAKEUP`). Everything the loop touches is allocated before it
+//! asks for them (`XDP_USE_NEED_WAKEUP`), and the fill ring's only when that side's RX ring
+//! came back empty. Everything the loop touches is allocated before it
 //! starts; the free list is a `Vec` with capacity for every frame, so pushes never reallocate.
 //!
 //! After `spin_iterations` iterations without work the worker sleeps in `poll(2)` on both sockets
@@ -323,7 +324,7 @@ impl QueuePair {
             free,
             stats: Arc::new(WorkerStats::default()),
         };
-        qp.refill();
+        qp.refill([true; 2]);
         Ok(qp)
     }
 
@@ -374,6 +375,7 @@ impl QueuePair {
             let now = monotonic_ns();
             let mut work = 0usize;
             let mut burst_ended = [true; 2];
+            let mut rx_empty = [true; 2];
 
             for from in [Side::Inside, Side::Outside] {
                 let (rx_i, tx_i) = (from.index(), from.other().index());
@@ -383,6 +385,7 @@ impl QueuePair {
                 if n == 0 {
                     continue;
                 }
+                rx_empty[rx_i] = false;
                 work += n;
                 burst_ended[tx_i] = n < batch;
 
@@ -456,7 +459,7 @@ impl QueuePair {
 
             self.kick_due(now, burst_ended);
             work += self.reclaim();
-            self.refill();
+            self.refill(rx_empty);
 
             if now.saturating_sub(last_housekeeping) >= 1_000_000 {
                 processor.housekeeping(now);
@@ -613,9 +616,11 @@ impl QueuePair {
     }
 
     /// Tops up both fill rings from the free list, half of what is free at most per side so one
-    /// busy side cannot starve the other.
-    fn refill(&mut self) {
-        for i in 0..2 {
+    /// busy side cannot starve the other. The kernel's fill-ring wake-up (a `poll` syscall) is
+    /// issued only for a side whose RX ring came back empty this iteration, as xdpsock and
+    /// DPDK's af_xdp PMD do: while frames arrive, the kernel is not starved.
+    fn refill(&mut self, rx_empty: [bool; 2]) {
+        for (i, rx_was_empty) in rx_empty.into_iter().enumerate() {
             let room = self.ports[i].fq.nb_free(self.cfg.ring_size) as usize;
             if room == 0 {
                 continue;
@@ -632,7 +637,7 @@ impl QueuePair {
             let n = unsafe { self.ports[i].fq.produce(&self.free[start..]) };
             // Accepted descriptors are those at the front of the slice; keep the rest.
             self.free.drain(start..start + n);
-            if self.ports[i].fq.needs_wakeup() {
+            if rx_was_empty && self.ports[i].fq.needs_wakeup() {
                 let port = &mut self.ports[i];
                 let _ = port.fq.wakeup(port.rx.fd_mut(), 0);
             }
