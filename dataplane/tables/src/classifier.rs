@@ -190,16 +190,25 @@ impl ClassifierBuilder {
     /// Builds with non-default tuning knobs (for experiments and benchmarks).
     #[doc(hidden)]
     pub fn build_tuned(self, tuning: Tuning) -> Classifier {
-        let mut c = Classifier::with_capacity(self.rules.len());
+        let n = self.rules.len();
+        let mut c = Classifier::with_capacity(n);
         c.tuning = tuning;
-        for r in &self.rules {
+        // Ranks `(priority << 32) | id`, sorted: the placement order. Policies arrive mostly in
+        // priority order already, which the sort detects.
+        let mut ranks: Vec<u64> = Vec::with_capacity(n);
+        for (i, r) in self.rules.iter().enumerate() {
             c.slots.push(Slot::new(r));
             c.table_of.push(DEAD);
+            ranks.push(rank(r.priority, i as RuleId));
         }
-        let mut ids: Vec<u32> = (0..self.rules.len() as u32).collect();
-        ids.sort_unstable_by_key(|&i| rank(self.rules[i as usize].priority, i));
-        for id in ids {
-            c.place(id);
+        drop(self.rules);
+        ranks.sort_unstable();
+        // Bulk placement: rules come in ascending rank, so each one is appended at the tail of
+        // its bucket list. Per list head, `tail` and `count` make that O(1) (the one-by-one
+        // `place` walks the list to count it and again to link).
+        let mut bulk = Bulk { tail: vec![NIL; n], count: vec![0u32; n] };
+        for r in ranks {
+            c.place_bulk(r as u32, &mut bulk);
         }
         c
     }
@@ -449,6 +458,8 @@ pub struct Classifier {
     tables: Vec<Table>,
     /// Non-empty tables in ascending `min_rank`: the search order.
     order: Vec<u32>,
+    /// Every table, most specific tuple first (ties: older table first): where `place` looks.
+    by_spec: Vec<u32>,
     by_tuple: HashMap<Tuple, u32>,
     live: usize,
     tuning: Tuning,
@@ -477,6 +488,7 @@ impl Classifier {
             table_of: Vec::with_capacity(n),
             tables: Vec::new(),
             order: Vec::new(),
+            by_spec: Vec::new(),
             by_tuple: HashMap::new(),
             live: 0,
             tuning: Tuning::default(),
@@ -645,6 +657,7 @@ impl Classifier {
             + self.tables.capacity() * size_of::<Table>()
             + self.tables.iter().map(|t| t.buckets.allocation_size()).sum::<usize>()
             + self.order.capacity() * size_of::<u32>()
+            + self.by_spec.capacity() * size_of::<u32>()
             + self.by_tuple.allocation_size()
     }
 
@@ -708,6 +721,17 @@ impl Classifier {
         n
     }
 
+    /// The tables `place` may try for a rule with tuple `tup`, in preference order: non-empty
+    /// tables that fit, most specific first (ties: earlier search order), or in search order
+    /// with `first_fit`. Allocates nothing.
+    fn candidates(&self, tup: Tuple) -> impl Iterator<Item = u32> + '_ {
+        let list = if self.tuning.first_fit { &self.order } else { &self.by_spec };
+        list.iter().copied().filter(move |&ti| {
+            let t = &self.tables[ti as usize];
+            t.count > 0 && t.tuple.fits(&tup)
+        })
+    }
+
     /// Puts an already stored slot into a table.
     fn place(&mut self, id: RuleId) {
         let slot = self.slots[id as usize];
@@ -719,25 +743,11 @@ impl Classifier {
         }
         let tup = slot.tuple();
         // Most specific existing table that fits and whose bucket has room.
-        let mut chosen: Option<u32> = None;
-        let mut candidates: Vec<(u32, u32)> = Vec::new();
-        for &ti in &self.order {
-            let t = &self.tables[ti as usize];
-            if t.tuple.fits(&tup) {
-                candidates.push((t.tuple.specificity(), ti));
-            }
-        }
-        if !self.tuning.first_fit {
-            candidates.sort_by_key(|c| std::cmp::Reverse(c.0));
-        }
-        for &(_, ti) in &candidates {
+        let chosen = self.candidates(tup).find(|&ti| {
             let t = &self.tables[ti as usize];
             let h = t.masks.hash_rule(&slot);
-            if self.list_len(t.buckets.get(&h).copied()) < self.tuning.collision_limit {
-                chosen = Some(ti);
-                break;
-            }
-        }
+            self.list_len(t.buckets.get(&h).copied()) < self.tuning.collision_limit
+        });
         let ti = match chosen {
             Some(ti) => ti,
             None => {
@@ -772,7 +782,88 @@ impl Classifier {
             buckets: Buckets::default(),
         });
         self.by_tuple.insert(tuple, ti);
+        let tables = &self.tables;
+        let spec = tuple.specificity();
+        let pos = self.by_spec.partition_point(|&x| tables[x as usize].tuple.specificity() >= spec);
+        self.by_spec.insert(pos, ti);
         ti
+    }
+
+    /// [`Classifier::place`] for the bulk build: rules arrive in ascending rank, so a rule goes
+    /// to the tail of its bucket list, found in O(1) through `bulk` (same table choice as
+    /// `place`; no list walk).
+    fn place_bulk(&mut self, id: RuleId, bulk: &mut Bulk) {
+        let slot = self.slots[id as usize];
+        if slot.rule().is_empty() {
+            self.table_of[id as usize] = EMPTY;
+            self.live += 1;
+            return;
+        }
+        let tup = slot.tuple();
+        let limit = self.tuning.collision_limit;
+        let len_of = |head: Option<u32>| head.map_or(0, |h| bulk.count[h as usize]);
+        let mut pick = None;
+        for ti in self.candidates(tup) {
+            let t = &self.tables[ti as usize];
+            let h = t.masks.hash_rule(&slot);
+            let head = t.buckets.get(&h).copied();
+            if len_of(head) < limit {
+                pick = Some((ti, h, head));
+                break;
+            }
+        }
+        let (ti, h, head) = match pick {
+            Some(p) => p,
+            None => {
+                let mut p = (u32::MAX, 0, None);
+                for cand in tup.relaxations(&self.tuning) {
+                    let ti = self.table_for(cand);
+                    let t = &self.tables[ti as usize];
+                    let h = t.masks.hash_rule(&slot);
+                    let head = t.buckets.get(&h).copied();
+                    p = (ti, h, head);
+                    if len_of(head) < limit {
+                        break;
+                    }
+                }
+                p
+            }
+        };
+        let t = &mut self.tables[ti as usize];
+        match head {
+            None => {
+                t.buckets.insert(h, id);
+                bulk.tail[id as usize] = id;
+                bulk.count[id as usize] = 1;
+            }
+            Some(hd) => {
+                let tail = bulk.tail[hd as usize];
+                debug_assert!(rank(self.slots[tail as usize].priority, tail) < rank(slot.priority, id));
+                self.slots[tail as usize].next = id;
+                bulk.tail[hd as usize] = id;
+                bulk.count[hd as usize] += 1;
+            }
+        }
+        self.account(id, ti);
+    }
+
+    /// Bookkeeping after rule `id` was linked into table `ti`: counts and the search order.
+    fn account(&mut self, id: RuleId, ti: u32) {
+        let r = rank(self.slots[id as usize].priority, id);
+        let t = &mut self.tables[ti as usize];
+        t.count += 1;
+        self.table_of[id as usize] = ti;
+        self.live += 1;
+        if r < t.min_rank {
+            let was_empty = t.min_rank == u64::MAX;
+            t.min_rank = r;
+            if !was_empty {
+                self.order.retain(|&x| x != ti);
+            }
+            let tables = &self.tables;
+            let pos = self.order.partition_point(|&x| tables[x as usize].min_rank <= r);
+            self.order.insert(pos, ti);
+        }
     }
 
     /// Links rule `id` into its bucket of table `ti`, keeping lists and the search order sorted.
@@ -803,21 +894,14 @@ impl Classifier {
                 }
             }
         }
-        let t = &mut self.tables[ti as usize];
-        t.count += 1;
-        self.table_of[id as usize] = ti;
-        self.live += 1;
-        if r < t.min_rank {
-            let was_empty = t.min_rank == u64::MAX;
-            t.min_rank = r;
-            if !was_empty {
-                self.order.retain(|&x| x != ti);
-            }
-            let tables = &self.tables;
-            let pos = self.order.partition_point(|&x| tables[x as usize].min_rank <= r);
-            self.order.insert(pos, ti);
-        }
+        self.account(id, ti);
     }
+}
+
+/// Per bucket-list head, during [`ClassifierBuilder::build`]: the list's tail and length.
+struct Bulk {
+    tail: Vec<u32>,
+    count: Vec<u32>,
 }
 
 /// The naive reference: a linear scan for the best matching rule.
