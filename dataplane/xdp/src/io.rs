@@ -494,7 +494,7 @@ impl QueuePair {
             }
             let now = monotonic_ns();
             for port in &mut self.ports {
-                kick(port, now, &self.stats);
+                kick(port, self.cfg.ring_size, now, &self.stats);
             }
         }
     }
@@ -573,7 +573,7 @@ impl QueuePair {
                     || *ended
                     || now.saturating_sub(port.last_kick_ns) >= self.cfg.tx_flush_ns)
             {
-                kick(port, now, &self.stats);
+                kick(port, self.cfg.ring_size, now, &self.stats);
             }
         }
     }
@@ -588,7 +588,7 @@ impl QueuePair {
         // after this call the kernel owns the ones accepted until they come back on the CQ.
         let mut sent = unsafe { self.ports[tx_i].tx.produce(descs) };
         if sent < descs.len() {
-            kick(&mut self.ports[tx_i], now, &self.stats);
+            kick(&mut self.ports[tx_i], self.cfg.ring_size, now, &self.stats);
             self.reclaim();
             // SAFETY: as above, for the remaining descriptors.
             sent += unsafe { self.ports[tx_i].tx.produce(&descs[sent..]) };
@@ -724,11 +724,27 @@ pub(crate) fn run_owner<P: PacketProcessor + ?Sized>(
     }
 }
 
-fn kick(port: &mut Port, now: u64, stats: &WorkerStats) {
+/// Most `sendto` calls one flush issues (see [`kick`]): 16 x 32 frames.
+const MAX_KICKS_PER_FLUSH: u32 = 16;
+
+/// Asks the kernel to transmit what the TX ring holds. In copy mode one `sendto` sends at most 32
+/// frames (the kernel's TX batch) and answers EAGAIN for the rest, which xsk-rs does not report,
+/// so the kick is repeated while the ring keeps draining (at most [`MAX_KICKS_PER_FLUSH`] times),
+/// as DPDK's af_xdp PMD loops on EAGAIN. A ring that does not move (zero-copy drivers transmit
+/// asynchronously) ends the loop after one call.
+fn kick(port: &mut Port, ring_size: u32, now: u64, stats: &WorkerStats) {
     if port.tx.needs_wakeup() {
-        // Errors here (ENOBUFS, EAGAIN, ENETDOWN) are transient; the next kick retries.
-        let _ = port.tx.wakeup();
-        stats.tx_kicks.fetch_add(1, Ordering::Relaxed);
+        let mut queued = ring_size - port.tx.nb_free_exact();
+        for _ in 0..MAX_KICKS_PER_FLUSH {
+            // Errors here (ENOBUFS, EAGAIN, ENETDOWN) are transient; the next kick retries.
+            let _ = port.tx.wakeup();
+            stats.tx_kicks.fetch_add(1, Ordering::Relaxed);
+            let left = ring_size - port.tx.nb_free_exact();
+            if left == 0 || left >= queued {
+                break;
+            }
+            queued = left;
+        }
     }
     port.last_kick_ns = now;
 }
