@@ -144,6 +144,8 @@ pub(crate) struct Mailbox {
     incoming: Vec<Option<Consumer<Handoff>>>,
     verdicts_out: Vec<Option<Producer<Handoff>>>,
     peer_umem: Vec<Option<Umem>>,
+    /// Scratch for `serve`, allocated once (a stack array was zero-filled on every call).
+    items: Box<[Handoff; MAX_BATCH]>,
 }
 
 /// Builds the mailboxes of `workers` workers, of which the first `umems.len()` are receivers.
@@ -174,6 +176,7 @@ pub(crate) fn build(
             incoming: (0..receivers).map(|_| None).collect(),
             verdicts_out: (0..receivers).map(|_| None).collect(),
             peer_umem: (0..receivers).map(|_| None).collect(),
+            items: Box::new([Handoff::default(); MAX_BATCH]),
         })
         .collect();
     for (r, umem) in umems.iter().enumerate() {
@@ -234,7 +237,7 @@ impl Mailbox {
         stats: &WorkerStats,
         send: &mut dyn FnMut(Side, &[u8]) -> bool,
     ) -> usize {
-        let mut items = [Handoff::default(); MAX_BATCH];
+        let items = &mut *self.items;
         let mut verdicts = [false; MAX_BATCH];
         let mut total = 0;
         for r in 0..self.incoming.len() {
