@@ -39,9 +39,14 @@
 //! Label strings are interned once ([`LabelIndex`]); every selector is encoded as a short
 //! `[u32]` word string over those symbols and memoised by it, so each distinct selector is
 //! resolved once through posting lists of interned (key, value) pairs and no per-rule work hashes
-//! or compares a string. Identities are ordered by one packed integer per identity. The LPM is
-//! filled straight into per-length maps sized up front, and every classifier entry of a rule
-//! shares the rule's one `Arc<str>` name.
+//! or compares a string. Label posting lists are one flat array built by counting sort. The
+//! rules are walked once (rule cidrs are numbered and identity names indexed on first use), the
+//! identity prefixes once for sizes and cidr signatures (only in families that have rule cidrs;
+//! the few non-empty signatures are kept as a short list) and once to fill the LPM. Identities
+//! are ordered by one packed integer per identity. The LPM is filled straight into per-length
+//! vectors sized up front, and every classifier entry of a rule shares the rule's one `Arc<str>`
+//! name. (Memoising selectors or label maps by their strings was measured slower than interning
+//! each string: comparing against the remembered copy costs more cache misses than it saves.)
 
 use crate::diag::{Diagnostics, Loc};
 use crate::model::*;
@@ -105,14 +110,21 @@ pub struct CompiledPolicy {
     pub tables: TableSet,
     /// Per identity id (atom): the index of its identity in `Policy::identities`, `None` = world.
     pub atom_identity: Vec<Option<u32>>,
-    /// Per policy identity: its atom ids (the first is its base atom).
-    pub identity_atoms: Vec<Vec<IdentityId>>,
+    /// Per policy identity: its atom ids as an inclusive range (the first is its base atom;
+    /// see [`CompiledPolicy::identity_atoms`]).
+    pub identity_blocks: Vec<(IdentityId, IdentityId)>,
     /// Per tier, per rule id: where the entry came from.
     pub sources: Vec<Vec<RuleSource>>,
     pub stats: CompileStats,
 }
 
 impl CompiledPolicy {
+    /// The atom ids of policy identity `i` (index in `Policy::identities`), base atom first.
+    pub fn identity_atoms(&self, i: usize) -> std::ops::RangeInclusive<IdentityId> {
+        let (lo, hi) = self.identity_blocks[i];
+        lo..=hi
+    }
+
     /// All identity ids that carry identity `name` (base atom and cidr fragments); `world` gives
     /// every world atom. Use this, not a search in `identity_names`, to quarantine by name.
     pub fn ids_of(&self, name: &str) -> Vec<IdentityId> {
@@ -142,13 +154,20 @@ pub(crate) type Ranges = Vec<(u32, u32)>;
 pub(crate) struct LabelIndex {
     syms: FxHashMap<Box<str>, u32>,
     strs: Vec<Box<str>>,
-    /// Identity `i`'s labels are `pairs[off[i]..off[i + 1]]`, sorted by key symbol.
+    /// Label sets ("rows"): row `r`'s labels are `pairs[off[r]..off[r + 1]]`, sorted by key
+    /// symbol. (Today one row per identity; sharing rows between identities with equal label
+    /// maps was measured slower: comparing label maps costs more cache misses than it saves.)
     pairs: Vec<(u32, u32)>,
     off: Vec<u32>,
-    /// (key, value) -> identities with that label, ascending.
-    postings: FxHashMap<(u32, u32), Vec<u32>>,
-    /// key -> identities having the key, ascending.
-    key_postings: FxHashMap<u32, Vec<u32>>,
+    /// Per identity: its row.
+    row_of: Vec<u32>,
+    /// (key, value) -> posting list (identities with that label, ascending).
+    postings: FxHashMap<(u32, u32), u32>,
+    /// key -> posting list (identities having the key, ascending).
+    key_postings: FxHashMap<u32, u32>,
+    /// Posting list `l` is `lists[lists_off[l]..lists_off[l + 1]]`.
+    lists: Vec<u32>,
+    lists_off: Vec<u32>,
     /// Identity name -> index (built only when an `identity:` selector needs it).
     names: Option<FxHashMap<Box<str>, u32>>,
 }
@@ -158,20 +177,75 @@ impl LabelIndex {
         let mut ix = LabelIndex::default();
         ix.off.reserve(ids.len() + 1);
         ix.off.push(0);
+        ix.row_of.reserve(ids.len());
+        ix.pairs.reserve(ids.len() * 4);
+        // Per row: the posting lists of its pairs, then of its keys.
+        let mut row_lists: Vec<u32> = Vec::with_capacity(ids.len() * 4);
+        let mut row_lists_off: Vec<u32> = Vec::with_capacity(ids.len() + 1);
+        row_lists_off.push(0);
+        let mut n_lists = 0u32;
         let mut row: Vec<(u32, u32)> = Vec::new();
-        for (i, id) in ids.iter().enumerate() {
+        for id in ids {
             row.clear();
             for (k, v) in &id.labels {
                 let (k, v) = (ix.intern(k), ix.intern(v));
                 row.push((k, v));
-                ix.postings.entry((k, v)).or_default().push(i as u32);
-                ix.key_postings.entry(k).or_default().push(i as u32);
             }
             row.sort_unstable();
+            for &(k, v) in &row {
+                let l = *ix.postings.entry((k, v)).or_insert_with(|| {
+                    n_lists += 1;
+                    n_lists - 1
+                });
+                row_lists.push(l);
+            }
+            for &(k, _) in &row {
+                let l = *ix.key_postings.entry(k).or_insert_with(|| {
+                    n_lists += 1;
+                    n_lists - 1
+                });
+                row_lists.push(l);
+            }
+            row_lists_off.push(row_lists.len() as u32);
             ix.pairs.extend_from_slice(&row);
             ix.off.push(ix.pairs.len() as u32);
+            ix.row_of.push(ix.row_of.len() as u32);
+        }
+        // Posting lists by counting sort (identities ascending within each list).
+        let lists_of =
+            |r: u32| &row_lists[row_lists_off[r as usize] as usize..row_lists_off[r as usize + 1] as usize];
+        let mut start = vec![0u32; n_lists as usize + 1];
+        for &r in &ix.row_of {
+            for &l in lists_of(r) {
+                start[l as usize + 1] += 1;
+            }
+        }
+        for l in 1..start.len() {
+            start[l] += start[l - 1];
+        }
+        ix.lists = vec![0; start[n_lists as usize] as usize];
+        ix.lists_off = start.clone();
+        for (i, &r) in ix.row_of.iter().enumerate() {
+            for &l in lists_of(r) {
+                ix.lists[start[l as usize] as usize] = i as u32;
+                start[l as usize] += 1;
+            }
         }
         ix
+    }
+
+    fn list(&self, l: u32) -> &[u32] {
+        &self.lists[self.lists_off[l as usize] as usize..self.lists_off[l as usize + 1] as usize]
+    }
+
+    /// Identities (ascending) with label `k = v`.
+    fn posting(&self, kv: (u32, u32)) -> &[u32] {
+        self.postings.get(&kv).map_or(&[], |&l| self.list(l))
+    }
+
+    /// Identities (ascending) having key `k`.
+    fn key_posting(&self, k: u32) -> &[u32] {
+        self.key_postings.get(&k).map_or(&[], |&l| self.list(l))
     }
 
     fn intern(&mut self, s: &str) -> u32 {
@@ -189,11 +263,12 @@ impl LabelIndex {
     }
 
     fn len(&self) -> usize {
-        self.off.len() - 1
+        self.row_of.len()
     }
 
     fn labels(&self, i: u32) -> &[(u32, u32)] {
-        &self.pairs[self.off[i as usize] as usize..self.off[i as usize + 1] as usize]
+        let r = self.row_of[i as usize] as usize;
+        &self.pairs[self.off[r] as usize..self.off[r + 1] as usize]
     }
 
     fn value(&self, i: u32, k: u32) -> Option<u32> {
@@ -217,21 +292,14 @@ pub(crate) struct CidrIndex {
 }
 
 impl CidrIndex {
-    fn new(rules: &[Rule]) -> Self {
-        let mut ci = CidrIndex::default();
-        for r in rules {
-            for s in r.from.iter().chain(&r.to) {
-                if let Selector::Cidr { cidr, except } = &s.sel {
-                    for c in std::iter::once(cidr).chain(except) {
-                        ci.index.entry(*c).or_insert_with(|| {
-                            ci.prefixes.push(*c);
-                            ci.prefixes.len() as u32 - 1
-                        });
-                    }
-                }
-            }
+    /// Numbers a cidr selector's prefix and exceptions (first use first).
+    fn add(&mut self, cidr: &Cidr, except: &[Cidr]) {
+        for c in std::iter::once(cidr).chain(except) {
+            self.index.entry(*c).or_insert_with(|| {
+                self.prefixes.push(*c);
+                self.prefixes.len() as u32 - 1
+            });
         }
-        ci
     }
 }
 
@@ -372,11 +440,10 @@ fn identities_of(key: &[u32], ix: &LabelIndex) -> Vec<u32> {
             at += 2;
         }
     }
-    let empty: Vec<u32> = Vec::new();
     let best = eq
         .iter()
-        .map(|kv| ix.postings.get(kv).unwrap_or(&empty))
-        .chain(exprs.iter().filter(|e| e.0 == OP_EXISTS).map(|e| ix.key_postings.get(&e.1).unwrap_or(&empty)))
+        .map(|&kv| ix.posting(kv))
+        .chain(exprs.iter().filter(|e| e.0 == OP_EXISTS).map(|e| ix.key_posting(e.1)))
         .min_by_key(|v| v.len());
     let ok = |i: u32| {
         eq.iter().all(|&(k, v)| ix.value(i, k) == Some(v))
@@ -613,19 +680,31 @@ fn build_atoms(p: &Policy, order: &[u32], sel: &CidrIndex, lpm: &mut IdentityMap
         sig_ids.insert(scratch.clone(), id);
         id
     };
-    // Signature per identity prefix (flattened in identity order of the policy), and the LPM
-    // sizes per (family, length).
+    // One pass over the identity prefixes: the LPM sizes per (family, length), the non-empty
+    // signatures (flat prefix index, identity, signature; most prefixes lie in no rule cidr, so
+    // this list is short), and the identity prefixes short enough to contain a rule cidr.
     let mut counts = [[0usize; 129]; 2];
-    let mut prefix_sig: Vec<u32> = Vec::new();
-    if !sel_prefixes.is_empty() {
-        prefix_sig.reserve(p.identities.iter().map(|i| i.addresses.len()).sum());
-    }
-    for id in &p.identities {
+    let mut nonempty: Vec<(usize, u32, u32)> = Vec::new();
+    let max4 = sl4.first().copied();
+    let max6 = sl6.first().copied();
+    let mut id_index: FxHashMap<Cidr, u32> = FxHashMap::default();
+    let mut k = 0usize;
+    for (idx, id) in p.identities.iter().enumerate() {
         for (c, _) in &id.addresses {
-            counts[usize::from(c.addr.is_ipv6())][c.len as usize] += 1;
-            if !sel_prefixes.is_empty() {
-                prefix_sig.push(sig_of(c));
+            let v6 = c.addr.is_ipv6();
+            counts[usize::from(v6)][c.len as usize] += 1;
+            let max = if v6 { max6 } else { max4 };
+            if let Some(max) = max {
+                // Only families with rule cidrs can have non-empty signatures.
+                let sg = sig_of(c);
+                if sg != 0 {
+                    nonempty.push((k, idx as u32, sg));
+                }
+                if c.len <= max {
+                    id_index.insert(*c, idx as u32);
+                }
             }
+            k += 1;
         }
     }
     for (f, row) in counts.iter().enumerate() {
@@ -638,16 +717,6 @@ fn build_atoms(p: &Policy, order: &[u32], sel: &CidrIndex, lpm: &mut IdentityMap
     // Rule-cidr prefixes that are not identity prefixes: their base identity and signature.
     let mut extra: Vec<(Cidr, Option<u32>, u32)> = Vec::new();
     if !sel_prefixes.is_empty() {
-        let max4 = sl4.first().copied().unwrap_or(0);
-        let max6 = sl6.first().copied().unwrap_or(0);
-        let mut id_index: FxHashMap<Cidr, u32> = FxHashMap::default();
-        for (idx, id) in p.identities.iter().enumerate() {
-            for (c, _) in &id.addresses {
-                if c.len <= if c.addr.is_ipv4() { max4 } else { max6 } {
-                    id_index.insert(*c, idx as u32);
-                }
-            }
-        }
         let (il4, il6) = lengths(id_index.keys());
         for q in sel_prefixes {
             if id_index.contains_key(q) {
@@ -663,17 +732,8 @@ fn build_atoms(p: &Policy, order: &[u32], sel: &CidrIndex, lpm: &mut IdentityMap
     }
     // Distinct non-empty signatures per base (None = world), sorted.
     let mut frags: FxHashMap<Option<u32>, Vec<u32>> = FxHashMap::default();
-    if !prefix_sig.is_empty() {
-        let mut k = 0usize;
-        for (idx, id) in p.identities.iter().enumerate() {
-            for _ in &id.addresses {
-                let sg = prefix_sig[k];
-                if sg != 0 {
-                    frags.entry(Some(idx as u32)).or_default().push(sg);
-                }
-                k += 1;
-            }
-        }
+    for &(_, idx, sg) in &nonempty {
+        frags.entry(Some(idx)).or_default().push(sg);
     }
     for (_, base, sg) in &extra {
         frags.entry(*base).or_default().push(*sg);
@@ -715,15 +775,27 @@ fn build_atoms(p: &Policy, order: &[u32], sel: &CidrIndex, lpm: &mut IdentityMap
     used[WORLD as usize] = true;
     let mut k = 0usize;
     let mut n_lpm = 0usize;
+    let mut next_sig = nonempty.iter().peekable();
     for (idx, id) in p.identities.iter().enumerate() {
         let base_atom = block[idx].0;
+        let mut base_used = false;
         for (c, _) in &id.addresses {
-            let sg = prefix_sig.get(k).copied().unwrap_or(0);
+            let atom = match next_sig.peek() {
+                Some(&&(at, _, sg)) if at == k => {
+                    next_sig.next();
+                    let atom = frag_id[&(Some(idx as u32), sg)];
+                    used[atom as usize] = true;
+                    atom
+                }
+                _ => {
+                    base_used = true;
+                    base_atom
+                }
+            };
             k += 1;
-            let atom = if sg == 0 { base_atom } else { frag_id[&(Some(idx as u32), sg)] };
-            used[atom as usize] = true;
             lpm.insert(c.addr, c.len, atom);
         }
+        used[base_atom as usize] |= base_used;
         n_lpm += id.addresses.len();
     }
     for (c, base, sg) in &extra {
@@ -821,15 +893,11 @@ pub(crate) fn compile_indexed(
         return Err(Diagnostics::single(&Loc::file("policy"), "too many rules"));
     }
 
-    // Labels, rule cidrs, selectors, identity order.
+    // Labels, rule cidrs, selectors, identity order (one walk over the rules: cidr prefixes are
+    // numbered and identity names indexed when first needed).
     let mut labels = LabelIndex::new(&p.identities);
-    let cidrs = CidrIndex::new(&p.rules);
-    let has_identity_sel = p
-        .rules
-        .iter()
-        .flat_map(|r| r.from.iter().chain(&r.to))
-        .any(|s| matches!(s.sel, Selector::Identity(_)));
-    if for_updates || has_identity_sel {
+    let mut cidrs = CidrIndex::default();
+    if for_updates {
         labels.ensure_names(&p.identities);
     }
     let mut memo = SelectorMemo::default();
@@ -841,6 +909,11 @@ pub(crate) fn compile_indexed(
     for r in &p.rules {
         for list in [&r.from, &r.to] {
             for s in list {
+                match &s.sel {
+                    Selector::Cidr { cidr, except } => cidrs.add(cidr, except),
+                    Selector::Identity(_) => labels.ensure_names(&p.identities),
+                    _ => {}
+                }
                 encode_selector(&s.sel, &labels, &cidrs, &mut buf).expect("rule cidrs are indexed");
                 sel.push(memo.id(&buf));
             }
@@ -1033,8 +1106,7 @@ pub(crate) fn compile_indexed(
         }
     }
 
-    let identity_atoms: Vec<Vec<IdentityId>> =
-        atoms.block.iter().map(|&(lo, hi)| (lo..=hi).collect()).collect();
+    let identity_blocks = atoms.block.clone();
     let tables = TableSet {
         generation,
         identity_names,
@@ -1052,7 +1124,7 @@ pub(crate) fn compile_indexed(
     let index = CompileIndex { labels, cidrs, atoms, memo, entries, gap, acl_gaps };
     stats.total_time = t0.elapsed();
     stats.estimated_bytes = estimate_bytes(&tables);
-    Ok((CompiledPolicy { tables, atom_identity, identity_atoms, sources: all_sources, stats }, index))
+    Ok((CompiledPolicy { tables, atom_identity, identity_blocks, sources: all_sources, stats }, index))
 }
 
 /// The gap between consecutive order keys (= priorities) of an ACL tier of `n` lines.
