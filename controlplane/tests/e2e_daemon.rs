@@ -591,13 +591,31 @@ fn quarantine_cuts_an_established_stream_while_the_forensics_exception_works() {
     assert!(drop_count(&stats, "quarantined") + drop_count(&stats, "revoked") >= 1, "{stats}");
     assert_eq!(stats["time_to_contain_ns"]["count"], 1);
 
-    // Lifting it restores new connections.
+    // A restart does not release it: the state file beside the control socket brings it back
+    // into the first generation.
+    drop((to_web, to_forensics));
+    bed.stop();
+    assert!(bed.dir.path("control.quarantine.json").exists(), "quarantine state file written");
+    bed.start(&[]);
+    assert_eq!(bed.ctl_json(&["status"])["policy"]["generation"], 1);
+    let list = bed.ctl_json(&["quarantine", "list"]);
+    assert_eq!(list["entries"][0]["target"], "corp1", "{list}");
+    assert_eq!(list["entries"][0]["source"], "runtime");
+    assert_eq!(list["entries"][0]["time_to_contain_ns"], ttc, "the measured time to contain is kept");
+    assert_eq!(list["exceptions"], serde_json::json!([format!("{REPO1}/32:tcp/22")]));
+    assert!(!ping(bed.host("corp1"), WEB1, 1), "still quarantined after the restart");
+    assert!(ping(bed.host("corp2"), WEB1, 1), "other workloads are not affected");
+
+    // Lifting it restores new connections, also across the next restart.
     let out = bed.ctl(&["quarantine", "remove", "corp1"]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(ping(bed.host("corp1"), WEB1, 2), "reachable again after the quarantine is lifted");
     let out = bed.ctl(&["quarantine", "remove", "corp1"]);
     assert_eq!(out.status.code(), Some(1), "nothing left to remove");
-    drop((to_web, to_forensics));
+    bed.stop();
+    bed.start(&[]);
+    assert_eq!(bed.ctl_json(&["quarantine", "list"])["entries"], serde_json::json!([]));
+    assert!(ping(bed.host("corp1"), WEB1, 1), "a lifted quarantine stays lifted after a restart");
     stop.store(true, Ordering::Relaxed);
     bed.stop();
 }

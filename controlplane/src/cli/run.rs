@@ -65,6 +65,11 @@ pub struct RunArgs {
     /// Flow-event queue capacity per worker (records beyond it are dropped and counted).
     #[arg(long, value_name = "N", default_value_t = 1 << 16)]
     pub flow_queue: usize,
+    /// File keeping runtime quarantines across restarts (read at start, rewritten on every
+    /// `quarantine add/remove`). Default: beside the control socket,
+    /// `<control stem>.quarantine.json`; `none` keeps nothing.
+    #[arg(long, value_name = "PATH|none")]
+    pub quarantine_state: Option<String>,
 }
 
 impl RunArgs {
@@ -88,6 +93,11 @@ impl RunArgs {
             },
             flow_capacity: self.flow_capacity,
             flow_queue: self.flow_queue,
+            quarantine_state: match self.quarantine_state.as_deref() {
+                Some("none") => None,
+                Some(p) => Some(PathBuf::from(p)),
+                None => Some(crate::daemon::persist::default_path(&self.control)),
+            },
         }
     }
 }

@@ -9,8 +9,10 @@
 //! add`) is merged into the loaded policy's own `Quarantine` objects and the whole policy is
 //! recompiled, so workers revalidate established flows against it on their next packet and cut
 //! the quarantined ones (DESIGN.md "Hot swap"). Runtime entries survive reloads (they are merged
-//! into every new policy) but not restarts: a quarantine that must outlive the process belongs
-//! in a `Quarantine` object of the policy files.
+//! into every new policy) and restarts: every change that took effect is written to the
+//! quarantine state file ([`super::persist`]), which `bulkhead run` compiles into its first
+//! generation. (A quarantine meant to be permanent still belongs in a `Quarantine` object of the
+//! policy files, under review like the rest of the policy.)
 
 use super::state::{
     unix_now, PolicyInfo, QuarantineEntry, QuarantineExceptionArg, QuarantineSource, QuarantineTarget,
@@ -113,6 +115,7 @@ fn policy_entries(policy: &Policy, generation: u64) -> Vec<QuarantineEntry> {
         added_mono_ns: 0,
         generation,
         time_to_contain_ns: None,
+        restored: false,
     };
     let mut v: Vec<QuarantineEntry> = policy
         .quarantine
@@ -142,14 +145,58 @@ struct Inner {
 pub struct Controller {
     state: Arc<State>,
     inner: Mutex<Inner>,
+    /// Where runtime quarantines are kept across restarts (`None`: not kept).
+    state_file: Option<PathBuf>,
 }
 
 impl Controller {
     /// Wraps a state whose current generation was compiled from `policy` (loaded from `path`).
     pub fn new(state: Arc<State>, path: PathBuf, policy: Policy) -> Self {
+        Self::with_runtime(state, path, policy, Vec::new(), None)
+    }
+
+    /// [`Controller::new`] for a state whose current generation was compiled from `policy` plus
+    /// the runtime quarantine `runtime` (read back from `state_file`, which every later change
+    /// rewrites).
+    pub fn with_runtime(
+        state: Arc<State>,
+        path: PathBuf,
+        policy: Policy,
+        mut runtime: Vec<QuarantineEntry>,
+        state_file: Option<PathBuf>,
+    ) -> Self {
         let generation = state.current().generation;
-        state.set_quarantine_entries(policy_entries(&policy, generation));
-        Self { state, inner: Mutex::new(Inner { path, policy, runtime: Vec::new() }) }
+        for e in &mut runtime {
+            e.generation = generation;
+        }
+        let c = Self { state, inner: Mutex::new(Inner { path, policy, runtime }), state_file };
+        c.publish_entries(&super::state::lock(&c.inner), generation);
+        c
+    }
+
+    /// Rewrites the quarantine state file with the current runtime entries (and the times to
+    /// contain measured since the last change); at a clean stop.
+    pub fn save_quarantine_state(&self) {
+        let _w = self.state.writer_lock();
+        let mut inner = super::state::lock(&self.inner);
+        if inner.runtime.is_empty() && self.state_file.as_ref().is_none_or(|p| !p.exists()) {
+            return; // nothing to keep, and no file to empty
+        }
+        self.sync_runtime_from_state(&mut inner);
+        self.persist(&inner);
+    }
+
+    /// Rewrites the quarantine state file after a change took effect. A write failure is logged
+    /// and returned to the operator as a warning: the change itself stays in force.
+    fn persist(&self, inner: &Inner) -> Option<String> {
+        let path = self.state_file.as_ref()?;
+        match super::persist::save(path, &inner.runtime) {
+            Ok(()) => None,
+            Err(e) => {
+                tracing::error!("{e}; the quarantine change is in force but will not survive a restart");
+                Some(e)
+            }
+        }
     }
 
     pub fn state(&self) -> &Arc<State> {
@@ -273,6 +320,7 @@ impl Controller {
             added_mono_ns: received_mono_ns,
             generation: 0,
             time_to_contain_ns: None,
+            restored: false,
         };
         inner.runtime.push(entry);
         let res = self.publish_quarantine_change(&inner);
@@ -282,6 +330,7 @@ impl Controller {
                 e.generation = g;
                 let out = e.clone();
                 self.publish_entries(&inner, g);
+                self.persist(&inner);
                 tracing::warn!(target = %out.target, generation = g, exceptions = out.exceptions.len(), "quarantine added");
                 Ok(out)
             }
@@ -330,6 +379,7 @@ impl Controller {
         match res {
             Ok(g) => {
                 self.publish_entries(&inner, g);
+                self.persist(&inner);
                 tracing::warn!(target = %target, generation = g, "quarantine lifted");
                 Ok(g)
             }

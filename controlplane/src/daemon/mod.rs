@@ -7,6 +7,7 @@
 pub mod control;
 pub mod controller;
 pub mod flowlog;
+pub mod persist;
 pub mod processor;
 pub mod protocol;
 pub mod run;

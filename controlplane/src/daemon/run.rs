@@ -20,14 +20,15 @@
 use super::control::ControlServer;
 use super::controller::{compile_with, load, policy_info, Controller};
 use super::flowlog::{spawn_writer, EventObserver, FlowLogTarget};
+use super::persist;
 use super::processor::EngineProcessor;
-use super::state::{FlowRequests, RunInfo, State, WorkerHandle};
+use super::state::{FlowRequests, QuarantineTarget, RunInfo, State, WorkerHandle};
 use bulkhead_engine::{EngineConfig, FlowEvent, Worker};
 use bulkhead_tables::TableHandle;
 use bulkhead_xdp::{Dataplane, DataplaneConfig, XdpMode};
 use crossbeam_queue::ArrayQueue;
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
@@ -63,6 +64,9 @@ pub struct RunConfig {
     pub flow_capacity: u32,
     /// Flow-event queue capacity per worker.
     pub flow_queue: usize,
+    /// Where runtime quarantines are kept across restarts (`None`: not kept); see
+    /// [`super::persist`].
+    pub quarantine_state: Option<PathBuf>,
 }
 
 /// Installs the tracing subscriber (stderr; filter from `BULKHEAD_LOG`, default `info`).
@@ -103,7 +107,30 @@ pub fn run(cfg: RunConfig, metrics: Option<MetricsStarter>) -> ExitCode {
         Ok(p) => p,
         Err(e) => return fail(format!("the policy is invalid; not starting:\n{e}")),
     };
-    let compiled = match compile_with(&policy, &[], 1) {
+    // Runtime quarantines from before a restart are enforced from the first generation on.
+    let restored =
+        match cfg.quarantine_state.as_deref().map(|p| persist::load(p, bulkhead_xdp::monotonic_ns())) {
+            None => Vec::new(),
+            Some(Ok(v)) => v,
+            Some(Err(e)) => {
+                return fail(format!("{e}\nnot starting: fix or remove the quarantine state file"))
+            }
+        };
+    for e in &restored {
+        if let QuarantineTarget::Identity(n) = &e.target {
+            if policy.identity(n).is_none() {
+                tracing::warn!("restored quarantine of identity `{n}`: no such identity in the policy; it matches nothing");
+            }
+        }
+    }
+    if !restored.is_empty() {
+        tracing::warn!(
+            count = restored.len(),
+            file = %cfg.quarantine_state.as_deref().unwrap_or(Path::new("")).display(),
+            "runtime quarantines restored"
+        );
+    }
+    let compiled = match compile_with(&policy, &restored, 1) {
         Ok(c) => c,
         Err(e) => return fail(format!("the policy cannot be compiled; not starting:\n{e}")),
     };
@@ -171,7 +198,13 @@ pub fn run(cfg: RunConfig, metrics: Option<MetricsStarter>) -> ExitCode {
     };
     let info = policy_info(&cfg.policy, &policy, 1, "start");
     let state = Arc::new(State::new(Arc::new(TableHandle::new(compiled.tables)), info, run_info, handles));
-    let ctl = Arc::new(Controller::new(Arc::clone(&state), cfg.policy.clone(), policy));
+    let ctl = Arc::new(Controller::with_runtime(
+        Arc::clone(&state),
+        cfg.policy.clone(),
+        policy,
+        restored,
+        cfg.quarantine_state.clone(),
+    ));
 
     let mut metrics_guard = None;
     let mut observer = None;
@@ -262,6 +295,8 @@ pub fn run(cfg: RunConfig, metrics: Option<MetricsStarter>) -> ExitCode {
     let _ = supervisor.join();
     control.stop();
     writer.stop();
+    // Times to contain measured since the last quarantine change go into the state file too.
+    ctl.save_quarantine_state();
     drop(metrics_guard);
     let detach = dp.shutdown();
     let c = state.counters().total;

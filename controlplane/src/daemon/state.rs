@@ -341,7 +341,8 @@ fn parse_ports(p: &str) -> Result<(Option<u8>, (u16, u16)), String> {
 pub enum QuarantineSource {
     /// A `Quarantine` object in the policy files (changes only with the files).
     Policy,
-    /// `bulkhead quarantine add` (kept across reloads until removed; not kept across restarts).
+    /// `bulkhead quarantine add` (kept across reloads and, through the quarantine state file,
+    /// restarts, until removed).
     Runtime,
 }
 
@@ -358,13 +359,19 @@ pub struct QuarantineEntry {
     pub generation: u64,
     /// Command -> first enforced drop, once observed.
     pub time_to_contain_ns: Option<u64>,
+    /// Read back from the quarantine state file at start (see `daemon::persist`): enforced from
+    /// the first generation, and its time to contain is not measured again from the restart.
+    pub restored: bool,
 }
 
 impl QuarantineEntry {
     /// A runtime entry that is published and whose first enforced drop was not seen yet.
     /// (Entries from the policy files have no command time, so no time to contain.)
     pub fn awaits_containment(&self) -> bool {
-        self.source == QuarantineSource::Runtime && self.generation != 0 && self.time_to_contain_ns.is_none()
+        self.source == QuarantineSource::Runtime
+            && self.generation != 0
+            && self.time_to_contain_ns.is_none()
+            && !self.restored
     }
 
     /// True when a packet between `src` and `dst` (identities by name) is this entry's traffic.
@@ -778,6 +785,7 @@ mod tests {
             added_mono_ns: 1_000,
             generation: 2,
             time_to_contain_ns: None,
+            restored: false,
         }]);
         // Older generation, other address: ignored.
         s.observe_quarantine_drop(&drop_event(1, 5_000, "198.18.1.10"));
