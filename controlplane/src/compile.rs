@@ -492,6 +492,14 @@ pub(crate) struct SelectorMemo {
 }
 
 impl SelectorMemo {
+    /// Room for `additional` more distinct selectors without a rehash (incremental updates).
+    pub(crate) fn reserve(&mut self, additional: usize) {
+        self.ids.reserve(additional);
+        self.keys.reserve(additional);
+        self.counts.reserve(additional);
+        self.ranges.reserve(additional);
+    }
+
     /// The id of an encoded selector (new ones get the next id; resolve them with `resolve_new`).
     pub(crate) fn id(&mut self, key: &[u32]) -> u32 {
         if let Some(&id) = self.ids.get(key) {

@@ -140,6 +140,8 @@ pub struct IncrementalPolicy {
     /// Applied to `live`, not yet to `spare`.
     pending: Vec<Op>,
     scratch: Vec<u32>,
+    /// Entries reserved per copy at the last build (see [`update_headroom`]).
+    headroom: usize,
 }
 
 impl fmt::Debug for IncrementalPolicy {
@@ -179,7 +181,14 @@ impl IncrementalPolicy {
             }
             acl.push(st);
         }
-        let spare = Arc::new(c.tables.clone());
+        let mut live = c.tables;
+        let headroom = update_headroom(live.rules.iter().map(Vec::len).sum());
+        let mut spare = live.clone();
+        reserve_headroom(&mut live, headroom);
+        reserve_headroom(&mut spare, headroom);
+        keys.reserve(headroom);
+        let mut index = index;
+        index.memo.reserve(headroom.min(1 << 14));
         Ok(Self {
             base,
             rules,
@@ -187,9 +196,10 @@ impl IncrementalPolicy {
             acl,
             index,
             gap,
-            live: Arc::new(c.tables),
-            spare,
+            live: Arc::new(live),
+            spare: Arc::new(spare),
             pending: Vec::new(),
+            headroom,
             scratch: Vec::new(),
         })
     }
@@ -436,7 +446,9 @@ impl IncrementalPolicy {
         let generation = self.live.generation + 1;
         let copied = Arc::get_mut(&mut self.spare).is_none();
         if copied {
-            self.spare = Arc::new((*self.live).clone());
+            let mut t = (*self.live).clone();
+            reserve_headroom(&mut t, self.headroom);
+            self.spare = Arc::new(t);
             self.pending.clear();
         }
         let spare = Arc::get_mut(&mut self.spare).expect("unique: just checked or copied");
@@ -459,6 +471,27 @@ impl IncrementalPolicy {
         std::mem::swap(&mut self.live, &mut self.spare);
         self.pending = ops;
         (Applied::Delta { generation, entries_added: added, entries_removed: removed, copied }, ids)
+    }
+}
+
+/// Classifier entries reserved in each table-set copy beyond the full build: an eighth of the
+/// built entries, at least 4096 and at most 1M. Within it an update neither doubles the 100k-entry
+/// rule arrays nor rehashes a large bucket map (each a multi-millisecond stall); past it, arrays
+/// grow by doubling as usual (amortised), and the next full rebuild reserves again. Memory: about
+/// 64 bytes per reserved entry and copy (rule slot, table index, metadata), touched up front.
+pub fn update_headroom(entries: usize) -> usize {
+    (entries / 8).clamp(4096, 1 << 20)
+}
+
+/// Reserves `headroom` more entries in every tier of `t` (classifier arrays, bucket maps and
+/// rule metadata), touching the metadata's new memory so updates do not take its page faults.
+fn reserve_headroom(t: &mut TableSet, headroom: usize) {
+    for (tier, metas) in t.tiers.iter_mut().zip(&mut t.rules) {
+        tier.classifier.reserve(headroom);
+        let n = metas.len();
+        let filler = RuleMeta { name: Arc::from(""), action: bulkhead_tables::Action::Deny, mode: None };
+        metas.resize(n + headroom, filler);
+        metas.truncate(n);
     }
 }
 

@@ -311,3 +311,33 @@ fn errors_leave_the_policy_unchanged() {
     assert_eq!(inc.generation(), 1);
     assert_eq!(inc.rule_count(), 1);
 }
+
+#[test]
+fn both_copies_keep_headroom_for_updates_also_after_a_deep_copy() {
+    use bulkhead_control::incremental::update_headroom;
+    let mut p = label_policy();
+    p.rules.push(rule("p/web-db", labels_sel("tier", "web"), labels_sel("tier", "db"), 5432, Action::Allow));
+    let mut inc = IncrementalPolicy::new(p, 1).unwrap();
+    let room =
+        |t: &TableSet| (t.tiers[0].classifier.spare_capacity(), t.rules[0].capacity() - t.rules[0].len());
+    let h = update_headroom(1);
+    assert!(room(&inc.current()).0 >= h && room(&inc.current()).1 >= h);
+    // Hold the current set so that the second update must deep-copy; the copy is re-reserved.
+    let held = inc.current();
+    inc.add_rule(
+        rule("p/a", labels_sel("zone", "dev"), labels_sel("tier", "db"), 1, Action::Deny),
+        Position::End,
+    )
+    .unwrap();
+    let b = inc
+        .add_rule(
+            rule("p/b", labels_sel("zone", "dev"), labels_sel("tier", "web"), 2, Action::Deny),
+            Position::End,
+        )
+        .unwrap();
+    assert!(matches!(b, Applied::Delta { copied: true, .. }), "{b:?}");
+    let (cls, meta) = room(&inc.current());
+    assert!(cls >= h - 2 && meta >= h - 2, "{cls} {meta}");
+    assert!(!inc.current().judge(&q("198.18.2.5", "198.18.0.5", 2)).decision.allows());
+    drop(held);
+}

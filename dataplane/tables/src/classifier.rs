@@ -661,6 +661,35 @@ impl Classifier {
             + self.by_tuple.allocation_size()
     }
 
+    /// Makes room for `additional` more [`Classifier::insert`]s without a reallocation of the
+    /// rule arrays, and gives every table's hash map headroom for `min(additional, count / 8 +
+    /// 64)` more buckets, so that inserts after it do not pay a Vec doubling or a large rehash
+    /// (milliseconds at 100k rules) as long as they stay within that headroom. The rule arrays'
+    /// new memory is touched here, so inserts do not take its page faults either. (`Clone` does
+    /// not keep spare capacity: reserve on each copy.)
+    pub fn reserve(&mut self, additional: usize) {
+        let n = self.slots.len();
+        let dummy = Slot::new(&ClassifierRule::any(0));
+        self.slots.resize(n + additional, dummy);
+        self.slots.truncate(n);
+        self.table_of.resize(n + additional, DEAD);
+        self.table_of.truncate(n);
+        for t in &mut self.tables {
+            let extra = additional.min(t.count as usize / 8 + 64);
+            t.buckets.reserve(extra);
+        }
+        let more_tables = 64;
+        self.tables.reserve(more_tables);
+        self.order.reserve(self.tables.len() + more_tables - self.order.len());
+        self.by_spec.reserve(more_tables);
+        self.by_tuple.reserve(more_tables);
+    }
+
+    /// How many more rules fit in the rule arrays before they reallocate.
+    pub fn spare_capacity(&self) -> usize {
+        (self.slots.capacity() - self.slots.len()).min(self.table_of.capacity() - self.table_of.len())
+    }
+
     /// Adds a rule and returns its id (the next unused id). A few microseconds.
     pub fn insert(&mut self, rule: ClassifierRule) -> RuleId {
         let id = self.slots.len() as RuleId;
@@ -1002,6 +1031,21 @@ mod tests {
         assert_eq!(c.insert(ClassifierRule::any(0)), 2);
         assert_eq!(c.classify(&key(0, 0, 6, 1, 22)), Some(2));
         assert_eq!(c.rules().map(|(i, _)| i).collect::<Vec<_>>(), vec![2]);
+    }
+
+    #[test]
+    fn reserve_keeps_answers_and_leaves_room_for_inserts() {
+        let mut c = build(&[ClassifierRule::any(10)]);
+        c.reserve(100);
+        assert!(c.spare_capacity() >= 100);
+        assert_eq!(c.len(), 1);
+        assert_eq!(c.classify(&key(0, 0, 6, 1, 22)), Some(0));
+        let ssh = c.insert(ClassifierRule { dport: (22, 22), ..ClassifierRule::any(1) });
+        assert_eq!(ssh, 1);
+        assert_eq!(c.classify(&key(0, 0, 6, 1, 22)), Some(1));
+        assert!(c.spare_capacity() >= 99);
+        // A clone does not keep the headroom.
+        assert_eq!(c.clone().spare_capacity(), 0);
     }
 
     #[test]
