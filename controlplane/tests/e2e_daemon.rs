@@ -731,4 +731,22 @@ fn restart_after_sigkill_and_start_up_errors() {
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("nosuch0"), "{err}");
+
+    // A damaged quarantine state file stops the start (a quarantine is never dropped silently).
+    let qstate = bed.dir.path("control.quarantine.json");
+    std::fs::write(&qstate, "{\"version\": 1, \"entries\": [{\"target\": \"corp1\"},]}\n").unwrap();
+    let out = bed
+        .topo
+        .fw()
+        .command(BIN)
+        .args(["run", "--inside", INSIDE_IF, "--outside", OUTSIDE_IF, "--policy"])
+        .arg(bed.dir.path("policy.yaml"))
+        .arg("--control")
+        .arg(bed.control())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("control.quarantine.json:1:") && err.contains("not starting"), "{err}");
+    assert_eq!(xdp_on_fw(&bed.topo), "", "refused before touching the interfaces");
 }
