@@ -670,6 +670,23 @@ fn out_of_order_fragments_are_held_then_sent_and_reassembled() {
     assert_eq!(after["frag_released_unsent"].as_u64(), Some(0), "and transmitted");
 }
 
+/// Starts `bulkhead run` on `bed`'s control socket with `inside` and `policy`, expects it to refuse
+/// (exit 1), and returns its stderr.
+fn refused_start(bed: &Bed, inside: &str, policy: &Path) -> String {
+    let out = bed
+        .topo
+        .fw()
+        .command(BIN)
+        .args(["run", "--inside", inside, "--outside", OUTSIDE_IF, "--policy"])
+        .arg(policy)
+        .arg("--control")
+        .arg(bed.control())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
 #[test]
 fn restart_after_sigkill_and_start_up_errors() {
     require_root!();
@@ -685,68 +702,26 @@ fn restart_after_sigkill_and_start_up_errors() {
     assert_eq!(bed.ctl_json(&["status"])["policy"]["generation"], 1);
 
     // A second instance on the same control socket is refused, the first keeps running.
-    let out = bed
-        .topo
-        .fw()
-        .command(BIN)
-        .args(["run", "--inside", INSIDE_IF, "--outside", OUTSIDE_IF, "--policy"])
-        .arg(bed.dir.path("policy.yaml"))
-        .arg("--control")
-        .arg(bed.control())
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(1));
+    let policy = bed.dir.path("policy.yaml");
+    refused_start(&bed, INSIDE_IF, &policy);
     assert!(ping(bed.host("corp1"), WEB1, 1), "the first instance still forwards");
     bed.stop();
 
     // An invalid policy refuses to start, with its position, before touching the interfaces.
     let bad = bed.dir.path("bad.yaml");
     std::fs::write(&bad, "apiVersion: bulkhead.io/v1\nkind: Nope\nmetadata: {name: x}\nspec: {}\n").unwrap();
-    let out = bed
-        .topo
-        .fw()
-        .command(BIN)
-        .args(["run", "--inside", INSIDE_IF, "--outside", OUTSIDE_IF, "--policy"])
-        .arg(&bad)
-        .arg("--control")
-        .arg(bed.control())
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(1));
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = refused_start(&bed, INSIDE_IF, &bad);
     assert!(err.contains("bad.yaml:2:") && err.contains("not starting"), "{err}");
     assert_eq!(xdp_on_fw(&bed.topo), "");
 
     // A missing interface is a clear error.
-    let out = bed
-        .topo
-        .fw()
-        .command(BIN)
-        .args(["run", "--inside", "nosuch0", "--outside", OUTSIDE_IF, "--policy"])
-        .arg(bed.dir.path("policy.yaml"))
-        .arg("--control")
-        .arg(bed.control())
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(1));
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = refused_start(&bed, "nosuch0", &policy);
     assert!(err.contains("nosuch0"), "{err}");
 
     // A damaged quarantine state file stops the start (a quarantine is never dropped silently).
     let qstate = bed.dir.path("control.quarantine.json");
     std::fs::write(&qstate, "{\"version\": 1, \"entries\": [{\"target\": \"corp1\"},]}\n").unwrap();
-    let out = bed
-        .topo
-        .fw()
-        .command(BIN)
-        .args(["run", "--inside", INSIDE_IF, "--outside", OUTSIDE_IF, "--policy"])
-        .arg(bed.dir.path("policy.yaml"))
-        .arg("--control")
-        .arg(bed.control())
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(1));
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = refused_start(&bed, INSIDE_IF, &policy);
     assert!(err.contains("control.quarantine.json:1:") && err.contains("not starting"), "{err}");
     assert_eq!(xdp_on_fw(&bed.topo), "", "refused before touching the interfaces");
 }
