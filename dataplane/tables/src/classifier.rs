@@ -162,9 +162,12 @@ impl ClassifierRule {
 }
 
 /// Collects rules, then builds a [`Classifier`].
+///
+/// Rules are stored in the classifier's own slot format, so `build` takes the array over instead
+/// of copying it (at 150k rules that is 5 MiB of fresh memory and its page faults saved).
 #[derive(Debug, Default, Clone)]
 pub struct ClassifierBuilder {
-    rules: Vec<ClassifierRule>,
+    slots: Vec<Slot>,
 }
 
 impl ClassifierBuilder {
@@ -174,13 +177,13 @@ impl ClassifierBuilder {
 
     /// Makes room for `additional` more rules.
     pub fn reserve(&mut self, additional: usize) {
-        self.rules.reserve(additional);
+        self.slots.reserve(additional);
     }
 
     /// Adds a rule; its `RuleId` is its insertion index.
     pub fn push(&mut self, rule: ClassifierRule) -> RuleId {
-        self.rules.push(rule);
-        (self.rules.len() - 1) as RuleId
+        self.slots.push(Slot::new(&rule));
+        (self.slots.len() - 1) as RuleId
     }
 
     pub fn build(self) -> Classifier {
@@ -190,18 +193,15 @@ impl ClassifierBuilder {
     /// Builds with non-default tuning knobs (for experiments and benchmarks).
     #[doc(hidden)]
     pub fn build_tuned(self, tuning: Tuning) -> Classifier {
-        let n = self.rules.len();
-        let mut c = Classifier::with_capacity(n);
+        let n = self.slots.len();
+        let mut c = Classifier::with_capacity(0);
         c.tuning = tuning;
         // Ranks `(priority << 32) | id`, sorted: the placement order. Policies arrive mostly in
         // priority order already, which the sort detects.
-        let mut ranks: Vec<u64> = Vec::with_capacity(n);
-        for (i, r) in self.rules.iter().enumerate() {
-            c.slots.push(Slot::new(r));
-            c.table_of.push(DEAD);
-            ranks.push(rank(r.priority, i as RuleId));
-        }
-        drop(self.rules);
+        let mut ranks: Vec<u64> =
+            self.slots.iter().enumerate().map(|(i, s)| rank(s.priority, i as RuleId)).collect();
+        c.slots = self.slots;
+        c.table_of = vec![DEAD; n];
         ranks.sort_unstable();
         // Bulk placement: rules come in ascending rank, so each one is appended at the tail of
         // its bucket list. Per list head, `tail` and `count` make that O(1) (the one-by-one
