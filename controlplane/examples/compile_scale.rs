@@ -8,6 +8,12 @@
 //! The policy is generated in memory (parsing 100k rules of YAML is measured separately by
 //! `policy check --stats` on real files). Addresses: IPv4 /32s from 198.18.0.0/15 (131072 of
 //! them) and IPv6 /64s from 2001:db8::/32 for the rest. RSS is read from /proc/self/status.
+//!
+//! Then 1000 single-rule additions and removals on that policy, twice: *warm* (back to back)
+//! and *cold* (64 MiB written before each update, so the updater's ~50 MB of state, its code
+//! and the TLB start cold, as for a lone change after the machine did other work). Each is
+//! timed in wall time and in this thread's CPU time. `BULKHEAD_UPDATES=N` runs N of each, for
+//! cache simulation: `valgrind --tool=callgrind --cache-sim=yes --toggle-collect='*Samples*time*'`.
 
 use bulkhead_control::incremental::{Applied, IncrementalPolicy, Position};
 use bulkhead_control::model::*;
@@ -33,6 +39,67 @@ fn cpu_ms() -> f64 {
     nix::time::clock_gettime(nix::time::ClockId::CLOCK_PROCESS_CPUTIME_ID)
         .map(|t| t.tv_sec() as f64 * 1e3 + t.tv_nsec() as f64 / 1e6)
         .unwrap_or(0.0)
+}
+
+/// CPU time of the calling thread in ns (CLOCK_THREAD_CPUTIME_ID): the time this thread ran,
+/// its page faults included, time other processes had the core excluded.
+fn thread_cpu_ns() -> u64 {
+    nix::time::clock_gettime(nix::time::ClockId::CLOCK_THREAD_CPUTIME_ID)
+        .map(|t| t.tv_sec() as u64 * 1_000_000_000 + t.tv_nsec() as u64)
+        .unwrap_or(0)
+}
+
+/// Pushes the updater's data out of the caches: reads and writes every line of `buf`.
+fn evict(buf: &mut [u8]) {
+    for line in buf.chunks_mut(64) {
+        line[0] = line[0].wrapping_add(1);
+    }
+    std::hint::black_box(&buf[..]);
+}
+
+/// Wall and thread-CPU times of one kind of update.
+#[derive(Default)]
+struct Samples {
+    wall: Vec<u64>,
+    cpu: Vec<u64>,
+}
+
+impl Samples {
+    // Not inlined: `valgrind --tool=callgrind --toggle-collect='*Samples*time*'` then sees
+    // exactly the updates.
+    #[inline(never)]
+    fn time<R>(&mut self, f: impl FnOnce() -> R) -> R {
+        // The CPU clock is a system call: read it outside the wall-clock interval.
+        let c = thread_cpu_ns();
+        let t = Instant::now();
+        let r = f();
+        let wall = t.elapsed().as_nanos() as u64;
+        self.cpu.push(thread_cpu_ns().saturating_sub(c));
+        self.wall.push(wall);
+        r
+    }
+
+    /// Median, p99 and max in microseconds, wall and CPU. A wall maximum far above the CPU
+    /// maximum is the thread waiting for the core (preemption on a shared machine), not work.
+    fn print(&mut self, what: &str) {
+        let stat = |v: &mut Vec<u64>| {
+            v.sort_unstable();
+            let us = |i: usize| v[i] as f64 / 1e3;
+            (us(v.len() / 2), us(v.len() * 99 / 100), us(v.len() - 1))
+        };
+        let (m, p, x) = stat(&mut self.wall);
+        let (cm, cp, cx) = stat(&mut self.cpu);
+        println!(
+            "{what:<24} median {m:.1} us, p99 {p:.1} us, max {x:.1} us wall; cpu {cm:.1} / {cp:.1} / {cx:.1} us ({} runs)",
+            self.wall.len()
+        );
+    }
+}
+
+#[derive(Default)]
+struct Timings {
+    add: Samples,
+    remove: Samples,
 }
 
 fn main() {
@@ -133,6 +200,7 @@ fn main() {
     println!("identity ids (atoms):  {}", s.atoms);
     println!("lpm prefixes:          {}", s.prefixes);
     println!("classifier entries:    {:?}", s.entries);
+    println!("identity classifier:   {:?}", c.tables.tiers[0].classifier);
     println!("labels, selectors, order: {:.1} ms", s.index_time.as_secs_f64() * 1e3);
     println!("atoms + lpm inserts:   {:.1} ms", s.atoms_time.as_secs_f64() * 1e3);
     println!(
@@ -175,53 +243,58 @@ fn main() {
         t.elapsed().as_secs_f64() * 1e3
     );
     let handle = bulkhead_tables::TableHandle::new(bulkhead_tables::TableSet::empty(0));
-    let (mut adds, mut removes) = (Vec::new(), Vec::new());
+    // Warm: updates back to back, the updater's data hot in cache (a burst of changes).
+    // Cold: 64 MiB touched before each update, as when a change arrives after the machine did
+    // other work (the usual case for a single reload or API call).
+    let mut evict_buf = vec![0u8; 64 << 20];
+    // BULKHEAD_UPDATES=N: fewer updates per phase (for runs under callgrind).
+    let updates: usize = std::env::var("BULKHEAD_UPDATES").ok().and_then(|v| v.parse().ok()).unwrap_or(1000);
     let mut copied = 0;
-    for i in 0..1000 {
-        let mut l = BTreeMap::new();
-        l.insert("app".to_string(), format!("a{}", rnd(apps)));
-        let mut l2 = BTreeMap::new();
-        l2.insert("app".to_string(), format!("a{}", rnd(apps)));
-        l2.insert("tier".to_string(), format!("t{}", rnd(tiers)));
-        let port = 1000 + rnd(20_000) as u16;
-        let rule = Rule {
-            name: format!("delta/r{i}"),
-            loc: loc.clone(),
-            from: vec![SelectorAt {
-                sel: Selector::Labels { labels: l, exprs: Vec::new() },
+    for (label, cold) in [("warm", false), ("cold", true)] {
+        let mut t = Timings::default();
+        for i in 0..updates {
+            let mut l = BTreeMap::new();
+            l.insert("app".to_string(), format!("a{}", rnd(apps)));
+            let mut l2 = BTreeMap::new();
+            l2.insert("app".to_string(), format!("a{}", rnd(apps)));
+            l2.insert("tier".to_string(), format!("t{}", rnd(tiers)));
+            let port = 1000 + rnd(20_000) as u16;
+            let name = format!("delta/{label}{i}");
+            let rule = Rule {
+                name: name.clone(),
                 loc: loc.clone(),
-            }],
-            to: vec![SelectorAt {
-                sel: Selector::Labels { labels: l2, exprs: Vec::new() },
-                loc: loc.clone(),
-            }],
-            ports: vec![PortMatch { proto: Some(6), sport: ANY_PORT, dport: (port, port) }],
-            action: if i % 2 == 0 { Action::Allow } else { Action::Deny },
-            mode: None,
-        };
-        let t = Instant::now();
-        let a = inc.add_rule(rule, Position::End).expect("adds");
-        adds.push(t.elapsed().as_nanos() as u64);
-        handle.publish_arc(inc.current()).expect("newer");
-        let t = Instant::now();
-        let b = inc.remove_rule(&format!("delta/r{i}")).expect("removes");
-        removes.push(t.elapsed().as_nanos() as u64);
-        handle.publish_arc(inc.current()).expect("newer");
-        for x in [a, b] {
-            match x {
-                Applied::Delta { copied: true, .. } => copied += 1,
-                Applied::Delta { .. } => {}
-                other => panic!("not a delta: {other:?}"),
+                from: vec![SelectorAt {
+                    sel: Selector::Labels { labels: l, exprs: Vec::new() },
+                    loc: loc.clone(),
+                }],
+                to: vec![SelectorAt {
+                    sel: Selector::Labels { labels: l2, exprs: Vec::new() },
+                    loc: loc.clone(),
+                }],
+                ports: vec![PortMatch { proto: Some(6), sport: ANY_PORT, dport: (port, port) }],
+                action: if i % 2 == 0 { Action::Allow } else { Action::Deny },
+                mode: None,
+            };
+            if cold {
+                evict(&mut evict_buf);
+            }
+            let a = t.add.time(|| inc.add_rule(rule, Position::End).expect("adds"));
+            handle.publish_arc(inc.current()).expect("newer");
+            if cold {
+                evict(&mut evict_buf);
+            }
+            let b = t.remove.time(|| inc.remove_rule(&name).expect("removes"));
+            handle.publish_arc(inc.current()).expect("newer");
+            for x in [a, b] {
+                match x {
+                    Applied::Delta { copied: true, .. } => copied += 1,
+                    Applied::Delta { .. } => {}
+                    other => panic!("not a delta: {other:?}"),
+                }
             }
         }
+        t.add.print(&format!("add one rule ({label})"));
+        t.remove.print(&format!("remove one rule ({label})"));
     }
-    let stat = |v: &mut Vec<u64>| {
-        v.sort_unstable();
-        (v[v.len() / 2] as f64 / 1e3, v[v.len() * 99 / 100] as f64 / 1e3, v[v.len() - 1] as f64 / 1e3)
-    };
-    let (am, a99, amax) = stat(&mut adds);
-    let (rm, r99, rmax) = stat(&mut removes);
-    println!("add one rule:          median {am:.1} us, p99 {a99:.1} us, max {amax:.1} us (1000 adds)");
-    println!("remove one rule:       median {rm:.1} us, p99 {r99:.1} us, max {rmax:.1} us (1000 removes)");
-    println!("copied instead of in place: {copied} of 2000");
+    println!("copied instead of in place: {copied} of {}", 4 * updates);
 }

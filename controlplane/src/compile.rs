@@ -234,18 +234,19 @@ impl LabelIndex {
         ix
     }
 
-    fn list(&self, l: u32) -> &[u32] {
-        &self.lists[self.lists_off[l as usize] as usize..self.lists_off[l as usize + 1] as usize]
+    /// Where posting list `l` lies in `lists` (empty for `None`).
+    fn list_range(&self, l: Option<u32>) -> std::ops::Range<usize> {
+        l.map_or(0..0, |l| self.lists_off[l as usize] as usize..self.lists_off[l as usize + 1] as usize)
     }
 
-    /// Identities (ascending) with label `k = v`.
-    fn posting(&self, kv: (u32, u32)) -> &[u32] {
-        self.postings.get(&kv).map_or(&[], |&l| self.list(l))
+    /// Where in `lists` the identities (ascending) with label `k = v` are.
+    fn posting(&self, kv: (u32, u32)) -> std::ops::Range<usize> {
+        self.list_range(self.postings.get(&kv).copied())
     }
 
-    /// Identities (ascending) having key `k`.
-    fn key_posting(&self, k: u32) -> &[u32] {
-        self.key_postings.get(&k).map_or(&[], |&l| self.list(l))
+    /// Where in `lists` the identities (ascending) having key `k` are.
+    fn key_posting(&self, k: u32) -> std::ops::Range<usize> {
+        self.list_range(self.key_postings.get(&k).copied())
     }
 
     fn intern(&mut self, s: &str) -> u32 {
@@ -416,15 +417,28 @@ pub(crate) fn encode_selector(
     Ok(())
 }
 
-/// Identities (ascending) a `T_LABELS` / `T_IDENTITY` encoding selects.
-fn identities_of(key: &[u32], ix: &LabelIndex) -> Vec<u32> {
+/// Pushes `emit(identity, position)` onto `out` for every identity a `T_LABELS` / `T_IDENTITY`
+/// encoding selects, ascending; `position` is the identity's place in `ix.lists` when it came
+/// from a posting list (see [`Atoms::index_postings`]).
+///
+/// The shortest posting list among the selector's equalities and `exists` terms is walked, and
+/// only the *other* terms are checked per identity: a single `key: value` selector reads its
+/// posting list and nothing else (each check is a few cache misses on a cold index, and a cold
+/// index is what an incremental update usually meets).
+fn push_selected(
+    key: &[u32],
+    ix: &LabelIndex,
+    out: &mut Ranges,
+    emit: impl Fn(u32, Option<usize>) -> (u32, u32),
+) {
     match key[0] {
-        T_IDENTITY => return vec![key[1]],
+        T_IDENTITY => return out.push(emit(key[1], None)),
         T_LABELS => {}
-        _ => return Vec::new(),
+        _ => return,
     }
     let n_eq = key[1] as usize;
-    let eq: Vec<(u32, u32)> = key[2..2 + 2 * n_eq].chunks(2).map(|c| (c[0], c[1])).collect();
+    let eq = &key[2..2 + 2 * n_eq];
+    // Expressions: (op, key, values) in encoding order, at most a selector's worth.
     let mut exprs: Vec<(u32, u32, &[u32])> = Vec::new();
     let mut at = 2 + 2 * n_eq;
     let n_ex = key[at] as usize;
@@ -440,14 +454,29 @@ fn identities_of(key: &[u32], ix: &LabelIndex) -> Vec<u32> {
             at += 2;
         }
     }
-    let best = eq
-        .iter()
-        .map(|&kv| ix.posting(kv))
-        .chain(exprs.iter().filter(|e| e.0 == OP_EXISTS).map(|e| ix.key_posting(e.1)))
-        .min_by_key(|v| v.len());
+    // The walked list: (range in ix.lists, index of its equality or expression).
+    let mut best: Option<(std::ops::Range<usize>, usize)> = None;
+    for (j, c) in eq.chunks(2).enumerate() {
+        let r = ix.posting((c[0], c[1]));
+        if best.as_ref().is_none_or(|b| r.len() < b.0.len()) {
+            best = Some((r, j));
+        }
+    }
+    for (j, e) in exprs.iter().enumerate() {
+        if e.0 == OP_EXISTS {
+            let r = ix.key_posting(e.1);
+            if best.as_ref().is_none_or(|b| r.len() < b.0.len()) {
+                best = Some((r, n_eq + j));
+            }
+        }
+    }
+    let skip = best.as_ref().map_or(usize::MAX, |b| b.1);
     let ok = |i: u32| {
-        eq.iter().all(|&(k, v)| ix.value(i, k) == Some(v))
-            && exprs.iter().all(|&(op, k, vs)| {
+        eq.chunks(2).enumerate().all(|(j, c)| j == skip || ix.value(i, c[0]) == Some(c[1]))
+            && exprs.iter().enumerate().all(|(j, &(op, k, vs))| {
+                if n_eq + j == skip {
+                    return true;
+                }
                 let have = ix.value(i, k);
                 match op {
                     OP_IN => have.is_some_and(|v| vs.binary_search(&v).is_ok()),
@@ -457,9 +486,23 @@ fn identities_of(key: &[u32], ix: &LabelIndex) -> Vec<u32> {
                 }
             })
     };
+    out.reserve(best.as_ref().map_or(ix.len(), |b| b.0.len()));
     match best {
-        Some(v) => v.iter().copied().filter(|&i| ok(i)).collect(),
-        None => (0..ix.len() as u32).filter(|&i| ok(i)).collect(),
+        Some((r, _)) => {
+            for pos in r {
+                let i = ix.lists[pos];
+                if ok(i) {
+                    out.push(emit(i, Some(pos)));
+                }
+            }
+        }
+        None => {
+            for i in 0..ix.len() as u32 {
+                if ok(i) {
+                    out.push(emit(i, None));
+                }
+            }
+        }
     }
 }
 
@@ -476,7 +519,11 @@ pub(crate) fn resolve_key(key: &[u32], ix: &LabelIndex, atoms: &Atoms) -> Ranges
                 .map(|&a| (a, a))
                 .collect()
         }
-        _ => identities_of(key, ix).into_iter().map(|i| atoms.block[i as usize]).collect(),
+        _ => {
+            let mut v = Vec::new();
+            push_selected(key, ix, &mut v, |i, pos| atoms.block_of(i, pos));
+            v
+        }
     };
     atoms.merge(&mut ids);
     ids
@@ -615,6 +662,10 @@ pub(crate) struct Atoms {
     used_before: Vec<u32>,
     /// Number of LPM entries inserted.
     n_lpm: usize,
+    /// Per position in the label index's posting lists: that identity's block (empty until
+    /// [`Atoms::index_postings`]; then a new label selector reads its blocks in one sweep
+    /// instead of one random access per identity).
+    list_block: Vec<(u32, u32)>,
 }
 
 impl Atoms {
@@ -623,9 +674,37 @@ impl Atoms {
         b <= a + 1 || self.used_before[b as usize] == self.used_before[a as usize + 1]
     }
 
+    /// The block of identity `i`, found at `pos` in the posting lists when given.
+    fn block_of(&self, i: u32, pos: Option<usize>) -> (u32, u32) {
+        match pos.and_then(|p| self.list_block.get(p)) {
+            Some(&b) => b,
+            None => self.block[i as usize],
+        }
+    }
+
+    /// Copies every identity's block beside its places in `ix`'s posting lists (8 bytes per
+    /// posting entry), for [`resolve_key`] during incremental updates. Not done by a plain
+    /// compile, which resolves every selector in one pass while the blocks are hot anyway.
+    pub(crate) fn index_postings(&mut self, ix: &LabelIndex) {
+        self.list_block = ix.lists.iter().map(|&i| self.block[i as usize]).collect();
+    }
+
     /// Sorts and merges ranges in place, spanning don't-care gaps.
     pub(crate) fn merge(&self, v: &mut Ranges) {
-        v.sort_unstable();
+        if v.len() <= 64 {
+            // Insertion sort: the usual selector has a few dozen blocks, and this loop is a
+            // fraction of the general sort's code (which an update on a cold cache pays for
+            // in instruction-cache misses).
+            for i in 1..v.len() {
+                let mut j = i;
+                while j > 0 && v[j - 1] > v[j] {
+                    v.swap(j - 1, j);
+                    j -= 1;
+                }
+            }
+        } else {
+            v.sort_unstable();
+        }
         let mut w = 0usize;
         for i in 0..v.len() {
             let (lo, hi) = v[i];
@@ -827,7 +906,16 @@ fn build_atoms(p: &Policy, order: &[u32], sel: &CidrIndex, lpm: &mut IdentityMap
         }
         sig_sets.push(if sg == 0 { Vec::new() } else { sigs[sg as usize].clone() });
     }
-    Atoms { base: base_of, block, world_count, by_prefix, sig: sig_sets, used_before, n_lpm }
+    Atoms {
+        base: base_of,
+        block,
+        world_count,
+        by_prefix,
+        sig: sig_sets,
+        used_before,
+        n_lpm,
+        list_block: Vec::new(),
+    }
 }
 
 fn proto_field(p: Option<u8>) -> (u8, u8) {

@@ -189,6 +189,7 @@ impl IncrementalPolicy {
         keys.reserve(headroom);
         let mut index = index;
         index.memo.reserve(headroom.min(1 << 14));
+        index.atoms.index_postings(&index.labels);
         Ok(Self {
             base,
             rules,
