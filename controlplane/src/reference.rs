@@ -96,13 +96,17 @@ fn quarantined(p: &Policy, q: &FlowQuery, src: Option<usize>, dst: Option<usize>
         || p.quarantine.addresses.iter().any(|(c, _)| c.contains(q.src) || c.contains(q.dst))
 }
 
+/// A quarantine exception: connections to the peer on a listed protocol / destination port;
+/// an entry that restricts neither (or no `ports` at all) admits any traffic with the peer,
+/// the peer's own connections included.
 fn exception(p: &Policy, q: &FlowQuery) -> bool {
     p.quarantine.exceptions.iter().any(|e| {
         let ports = if e.ports.is_empty() { vec![PortMatch::ANY] } else { e.ports.clone() };
         ports.iter().any(|pm| {
             let proto_ok = pm.proto.is_none_or(|x| x == q.proto);
-            let inr = |v: u16| v >= pm.dport.0 && v <= pm.dport.1;
-            proto_ok && ((e.peer.contains(q.dst) && inr(q.dport)) || (e.peer.contains(q.src) && inr(q.sport)))
+            let unrestricted = pm.proto.is_none() && pm.dport == ANY_PORT;
+            (proto_ok && e.peer.contains(q.dst) && q.dport >= pm.dport.0 && q.dport <= pm.dport.1)
+                || (unrestricted && e.peer.contains(q.src))
         })
     })
 }

@@ -152,10 +152,17 @@ fn quarantine_cuts_established_flows_except_exceptions_and_records_time_to_conta
     assert_eq!(h.send(&g2, &data(40000, 80, true)), drop_(DropReason::Quarantined));
     assert_eq!(h.send(&g2, &Frame::udp(s, c, 53, 5000).build()), Verdict::Pass, "exception flow survives");
     assert_eq!(h.send(&g2, &Frame::tcp(c, s, 40005, 80, tcp::SYN).build()), drop_(DropReason::Quarantined));
+    // The exception admits connections to the peer's port 53, not the peer's own connections
+    // from source port 53 (which would open any port of the quarantined host).
+    assert_eq!(
+        h.send(&g2, &Frame::tcp(s, c, 53, 22, tcp::SYN).build()),
+        drop_(DropReason::Quarantined),
+        "peer picks source port 53 to reach ssh"
+    );
     let snap = h.snap();
     assert_eq!(snap.quarantine_first_drop_generation, 2);
     assert_eq!(snap.quarantine_first_drop_ns - published_at, 1_000, "time to contain");
-    assert_eq!(snap.drop_count(DropReason::Quarantined), 2);
+    assert_eq!(snap.drop_count(DropReason::Quarantined), 3);
     let ev = events(&q);
     assert!(ev
         .iter()

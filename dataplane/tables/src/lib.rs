@@ -313,13 +313,18 @@ impl TableSet {
                 .any(|&(net, len)| prefix_contains(net, len, src) || prefix_contains(net, len, dst))
     }
 
+    /// An exception with ports (or a protocol) admits only connections *to* the peer's service;
+    /// their replies pass through connection tracking, and revalidation judges a flow in its
+    /// opening direction. Only an exception without ports admits the peer's own connections
+    /// too. (Matching the peer's *source* port instead would let the peer open any port on the
+    /// quarantined host by choosing that source port.)
     fn quarantine_exception(&self, q: &FlowQuery) -> bool {
         self.quarantine.exceptions.iter().any(|e| {
             let proto_ok = e.proto.is_none_or(|p| p == q.proto);
             let to_peer =
                 prefix_contains(e.peer.0, e.peer.1, q.dst) && q.dport >= e.ports.0 && q.dport <= e.ports.1;
-            let from_peer =
-                prefix_contains(e.peer.0, e.peer.1, q.src) && q.sport >= e.ports.0 && q.sport <= e.ports.1;
+            let unrestricted = e.proto.is_none() && e.ports == (0, u16::MAX);
+            let from_peer = unrestricted && prefix_contains(e.peer.0, e.peer.1, q.src);
             proto_ok && (to_peer || from_peer)
         })
     }
