@@ -141,7 +141,8 @@ pub fn judge(p: &Policy, q: &FlowQuery) -> RefJudgement {
     for (t, hit) in p.acl_tiers.iter().zip(acl_matches(p, q)) {
         tier_results.push(hit.map(|i| (t.rules[i].action, t.rules[i].name.clone(), t.rules[i].mode)));
     }
-    let deny = tier_results.iter().flatten().find(|r| r.0 == Action::Deny);
+    // Across tiers too: the most binding deny; ties to the earlier tier.
+    let deny = tier_results.iter().flatten().filter(|r| r.0 == Action::Deny).min_by_key(|r| binding(r.2));
     let allow = tier_results.iter().flatten().find(|r| r.0 == Action::Allow);
     let (decision, rule_mode) = match (deny, allow) {
         (Some((_, n, m)), _) => (RefDecision::Deny(n.clone()), *m),

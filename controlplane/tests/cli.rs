@@ -145,6 +145,53 @@ fn trace_explains_deny_and_default_deny() {
     assert!(out.contains("verdict      would_deny"), "{out}");
 }
 
+/// A `mode: monitor` identity deny does not soften an ACL tier's enforced deny of the same flow
+/// (the most binding deny decides across tiers, docs/policy.md).
+#[test]
+fn enforced_acl_deny_outranks_a_monitor_identity_deny() {
+    let policy = tmp(
+        "cross-tier.yaml",
+        r#"
+apiVersion: bulkhead.io/v1
+kind: Identity
+metadata: {name: web}
+spec: {labels: {tier: web}, addresses: [198.18.1.0/24]}
+---
+apiVersion: bulkhead.io/v1
+kind: Identity
+metadata: {name: corp}
+spec: {labels: {zone: corp}, addresses: [198.18.3.0/24]}
+---
+apiVersion: bulkhead.io/v1
+kind: Policy
+metadata: {name: p}
+spec:
+  rules:
+    - name: trial-no-telnet
+      from: [{matchLabels: {zone: corp}}]
+      to: [{matchLabels: {tier: web}}]
+      ports: [{protocol: tcp, port: 23}]
+      action: deny
+      mode: monitor
+---
+apiVersion: bulkhead.io/v1
+kind: AclTier
+metadata: {name: a1}
+spec:
+  rules:
+    - {name: deny-web-23, dst: 198.18.1.0/24, protocol: tcp, dport: 23, action: deny}
+"#,
+    );
+    let args = ["--from", "198.18.3.1", "--to", "198.18.1.1", "--proto", "tcp", "--dport", "23"];
+    let mut cmd = vec!["policy", "trace", "--policy", policy.to_str().unwrap()];
+    cmd.extend(args);
+    let o = run(&cmd);
+    let (out, err) = text(&o);
+    assert!(o.status.success(), "{err}");
+    assert!(out.contains("verdict      deny"), "{out}");
+    assert!(out.contains("a1/deny-web-23"), "{out}");
+}
+
 #[test]
 fn diff_shows_changed_pairs() {
     let old = root().join("config/zones/policy");

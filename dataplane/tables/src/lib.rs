@@ -16,6 +16,9 @@
 //!    the identity tier is deny-overrides (any matching deny beats any matching allow), an ACL tier
 //!    is first-match in line order.
 //! 3. A deny from any tier beats an allow from any tier; no decision at all is the default deny.
+//!    When several tiers deny, the most binding deny decides (a rule with explicit `enforce`, then
+//!    one inheriting its mode, then explicit `monitor`; ties to the earlier tier), as within the
+//!    identity tier.
 //! 4. The mode (enforce / monitor) of a decision: the deciding rule's own mode if it has one, else
 //!    the destination identity's segment mode, else the source identity's segment mode, else the
 //!    global mode. In monitor mode a deny becomes `would_deny` and the packet passes.
@@ -251,6 +254,10 @@ impl TableSet {
             };
         }
         let mut allow: Option<Decision> = None;
+        // The most binding deny across tiers (explicit enforce, then inherited mode, then
+        // explicit monitor; ties to the earlier tier): a monitor-mode deny in one tier must not
+        // soften an enforced deny in another.
+        let mut deny: Option<(u8, Decision)> = None;
         for (t, tier) in self.tiers.iter().enumerate() {
             let key = match tier.kind {
                 TierKind::Identity => {
@@ -271,7 +278,20 @@ impl TableSet {
             if let Some(rule) = tier.classifier.classify(&key) {
                 let meta = &self.rules[t][rule as usize];
                 match meta.action {
-                    Action::Deny => return Decision::Deny { tier: t as u16, rule },
+                    Action::Deny => {
+                        let binding = match meta.mode {
+                            Some(Mode::Enforce) => 0,
+                            None => 1,
+                            Some(Mode::Monitor) => 2,
+                        };
+                        let d = Decision::Deny { tier: t as u16, rule };
+                        if binding == 0 {
+                            return d;
+                        }
+                        if deny.is_none_or(|(b, _)| binding < b) {
+                            deny = Some((binding, d));
+                        }
+                    }
                     Action::Allow => {
                         if allow.is_none() {
                             allow = Some(Decision::Allow { tier: t as u16, rule });
@@ -280,7 +300,10 @@ impl TableSet {
                 }
             }
         }
-        allow.unwrap_or(Decision::DefaultDeny)
+        match deny {
+            Some((_, d)) => d,
+            None => allow.unwrap_or(Decision::DefaultDeny),
+        }
     }
 
     /// The effective mode of a decision (see the crate docs). Quarantine is always enforced.
