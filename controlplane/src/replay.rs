@@ -1172,6 +1172,38 @@ pub struct RunOptions {
     pub engine: EngineConfig,
 }
 
+/// Where `p` points: the canonical path of an existing file, else the absolute path (so an
+/// output that does not exist yet still compares equal to another spelling of itself).
+fn resolved(p: &Path) -> PathBuf {
+    std::fs::canonicalize(p).or_else(|_| std::path::absolute(p)).unwrap_or_else(|_| p.to_path_buf())
+}
+
+/// Refuses a pcap output that is the capture itself (it would be truncated while being read)
+/// or the other output (two writers would interleave into a corrupt file).
+fn check_outputs(opts: &RunOptions) -> Result<(), ReplayError> {
+    let cap = resolved(&opts.capture);
+    let outs = [("--pass-out", &opts.pass_out), ("--drop-out", &opts.drop_out)];
+    for (flag, out) in outs {
+        if let Some(o) = out {
+            if resolved(o) == cap {
+                return Err(ReplayError::Output(format!(
+                    "{flag} {} is the capture being replayed: it would be overwritten; write elsewhere",
+                    o.display()
+                )));
+            }
+        }
+    }
+    if let (Some(a), Some(b)) = (&opts.pass_out, &opts.drop_out) {
+        if resolved(a) == resolved(b) {
+            return Err(ReplayError::Output(format!(
+                "--pass-out and --drop-out are the same file ({}): give each its own",
+                a.display()
+            )));
+        }
+    }
+    Ok(())
+}
+
 /// Replays `opts.capture` under `plan`, writing one line per packet (and per change) and the
 /// summary to `out`, and the frames to the pcap outputs.
 ///
@@ -1180,6 +1212,7 @@ pub struct RunOptions {
 /// Lines for the packets before the error have been written.
 pub fn run(plan: ReplayPlan, opts: &RunOptions, out: &mut dyn Write) -> Result<Summary, ReplayError> {
     let cap_name = opts.capture.display().to_string();
+    check_outputs(opts)?;
     let mut reader = CaptureReader::open(&opts.capture).map_err(|message| ReplayError::Capture {
         path: cap_name.clone(),
         packets: 0,

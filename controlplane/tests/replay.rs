@@ -351,6 +351,34 @@ fn pass_out_and_drop_out_split_the_capture_by_verdict() {
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
+/// An output that is the capture itself, or both outputs in one file, is refused before
+/// anything is written: the capture stays intact.
+#[test]
+fn outputs_that_would_clobber_the_capture_or_each_other_are_refused() {
+    let dir = std::env::temp_dir().join(format!("bulkhead-replay-clobber-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let cap = dir.join("cap.pcapng");
+    std::fs::copy(data_dir().join("scenario.pcapng"), &cap).unwrap();
+    let before = std::fs::read(&cap).unwrap();
+    let mut o = opts("scenario.pcapng", true);
+    o.capture = cap.clone();
+    // The same file under another spelling.
+    o.pass_out = Some(dir.join(".").join("cap.pcapng"));
+    let err = replay::run(plan(), &o, &mut Vec::new()).unwrap_err().to_string();
+    assert!(err.contains("--pass-out") && err.contains("overwritten"), "{err}");
+    o.pass_out = None;
+    o.drop_out = Some(cap.clone());
+    let err = replay::run(plan(), &o, &mut Vec::new()).unwrap_err().to_string();
+    assert!(err.contains("--drop-out"), "{err}");
+    o.pass_out = Some(dir.join("both.pcap"));
+    o.drop_out = Some(dir.join("both.pcap"));
+    let err = replay::run(plan(), &o, &mut Vec::new()).unwrap_err().to_string();
+    assert!(err.contains("the same file"), "{err}");
+    assert!(!dir.join("both.pcap").exists(), "nothing written");
+    assert_eq!(std::fs::read(&cap).unwrap(), before, "capture intact");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
 #[test]
 fn fragment_still_held_at_the_end_is_reported_and_goes_to_drop_out() {
     let dir = std::env::temp_dir().join(format!("bulkhead-replay-held-{}", std::process::id()));
