@@ -38,11 +38,24 @@ pub fn policy_files(paths: &[PathBuf]) -> Result<Vec<PathBuf>, Diagnostics> {
             ));
         }
     }
+    // A file named twice (`check dir dir`, or a directory and a file in it) is read once:
+    // otherwise every object in it would be a duplicate of itself.
+    let mut seen = std::collections::HashSet::new();
+    out.retain(|p| seen.insert(std::fs::canonicalize(p).unwrap_or_else(|_| p.clone())));
     if errors.is_empty() {
         Ok(out)
     } else {
         Err(Diagnostics::sorted(errors))
     }
+}
+
+/// Where the first invalid UTF-8 byte of `bytes` is: line and column (1-based, columns in
+/// characters), for an error that points at it like every other.
+fn utf8_error_loc(file: &str, bytes: &[u8], valid_up_to: usize) -> Loc {
+    let valid = std::str::from_utf8(&bytes[..valid_up_to]).unwrap_or_default();
+    let line = valid.matches('\n').count() + 1;
+    let col = valid.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+    Loc::new(&std::sync::Arc::from(file), line as u32, col as u32)
 }
 
 fn walk(dir: &Path, out: &mut Vec<PathBuf>, errors: &mut Vec<Diagnostic>) {
@@ -89,13 +102,18 @@ pub fn load_paths(paths: &[PathBuf]) -> Result<Policy, Diagnostics> {
             _ => {}
         }
         match std::fs::read(&f) {
-            Ok(bytes) => match String::from_utf8(bytes) {
-                Ok(s) => sources.push((name, f.parent().map(Path::to_path_buf).unwrap_or_default(), s)),
-                Err(e) => errors.push(Diagnostic::new(
-                    &Loc::file(&name),
-                    format!("not UTF-8 text (invalid byte at offset {})", e.utf8_error().valid_up_to()),
-                )),
-            },
+            Ok(bytes) => {
+                match String::from_utf8(bytes) {
+                    Ok(s) => sources.push((name, f.parent().map(Path::to_path_buf).unwrap_or_default(), s)),
+                    Err(e) => {
+                        let at = e.utf8_error().valid_up_to();
+                        errors.push(Diagnostic::new(
+                        &utf8_error_loc(&name, e.as_bytes(), at),
+                        format!("not UTF-8 text: invalid byte 0x{:02x} (byte offset {at}); expected UTF-8 YAML", e.as_bytes()[at]),
+                    ));
+                    }
+                }
+            }
             Err(e) => errors.push(Diagnostic::new(&Loc::file(&name), format!("cannot read: {e}"))),
         }
     }

@@ -145,6 +145,22 @@ fn trace_explains_deny_and_default_deny() {
     assert!(out.contains("verdict      would_deny"), "{out}");
 }
 
+/// A path named twice is read once; a non-UTF-8 file is reported at its line and column.
+#[test]
+fn check_reads_a_repeated_path_once_and_positions_bad_utf8() {
+    let o = run(&["policy", "check", "config/zones/policy", "config/zones/policy"]);
+    let (out, err) = text(&o);
+    assert!(o.status.success(), "{out}{err}");
+    let bad = tmp("latin1.yaml", "");
+    std::fs::write(&bad, b"apiVersion: bulkhead.io/v1\nkind: Identity # caf\xe9\n").unwrap();
+    let o = run(&["policy", "check", bad.to_str().unwrap()]);
+    let (out, err) = text(&o);
+    assert!(!o.status.success());
+    let all = format!("{out}{err}");
+    assert!(all.contains("latin1.yaml:2:21"), "{all}");
+    assert!(all.contains("0xe9"), "{all}");
+}
+
 /// A `mode: monitor` identity deny does not soften an ACL tier's enforced deny of the same flow
 /// (the most binding deny decides across tiers, docs/policy.md).
 #[test]
