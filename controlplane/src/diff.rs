@@ -11,7 +11,9 @@
 //! policy (with its `except` list) is a row label such as `cidr 198.18.9.0/24`, probed at one
 //! address inside the prefix and outside every exception (the same address in both policies), so
 //! a rule whose `from` or `to` is a cidr shows up under that cidr, whichever identity or `world`
-//! the address also belongs to.
+//! the address also belongs to. Quarantined prefixes, quarantine exception peers and the
+//! address ranges of ACL lines (up to [`MAX_ACL_ENDPOINTS`]) are endpoints the same way, so a
+//! quarantine or an ACL change inside an identity's addresses shows up too.
 
 use crate::cases::representative;
 use crate::compile::CompiledPolicy;
@@ -163,23 +165,72 @@ fn cidr_rep(cidr: &Cidr, except: &[Cidr]) -> Option<IpAddr> {
     cands.into_iter().find(|a| cidr.contains(*a) && !except.iter().any(|e| e.contains(*a)))
 }
 
-/// Every distinct cidr selector of either policy: (label, representative address).
-fn cidr_endpoints(old: &Policy, new: &Policy) -> Vec<(String, IpAddr)> {
+/// ACL address ranges taken as endpoints, at most (a ClassBench-sized tier has thousands; the
+/// pairs grow with the square). Past it the diff says the table is incomplete.
+pub const MAX_ACL_ENDPOINTS: usize = 256;
+
+/// The label and an address of an IPv4 range: `cidr A/L` when it is a prefix, else `range A-B`.
+fn range_endpoint(lo: u32, hi: u32) -> Option<(String, IpAddr)> {
+    if lo > hi || (lo, hi) == (0, u32::MAX) {
+        return None; // empty, or everything (every endpoint already probes it)
+    }
+    let len = (lo ^ hi).leading_zeros();
+    let is_prefix = len == 32 || (lo & (u32::MAX >> len) == 0 && hi & (u32::MAX >> len) == u32::MAX >> len);
+    let a = Ipv4Addr::from(lo);
+    let label =
+        if is_prefix { format!("cidr {a}/{len}") } else { format!("range {a}-{}", Ipv4Addr::from(hi)) };
+    Some((label, IpAddr::V4(a)))
+}
+
+/// Address endpoints beyond the identities, from either policy: every distinct cidr selector
+/// (with its `except` list), quarantined prefixes, quarantine exception peers, and the source
+/// and destination ranges of ACL lines (at most [`MAX_ACL_ENDPOINTS`]). Returns (label,
+/// representative address) pairs and whether the ACL ranges were cut.
+fn cidr_endpoints(old: &Policy, new: &Policy) -> (Vec<(String, IpAddr)>, bool) {
     let mut seen = BTreeSet::new();
     let mut out = Vec::new();
+    let mut push = |label: String, a: Option<IpAddr>, out: &mut Vec<(String, IpAddr)>| {
+        if let Some(a) = a {
+            if seen.insert(label.clone()) {
+                out.push((label, a));
+            }
+        }
+    };
     for r in old.rules.iter().chain(&new.rules) {
         for s in r.from.iter().chain(&r.to) {
             if let Selector::Cidr { cidr, except } = &s.sel {
-                let label = s.sel.to_string();
-                if seen.insert(label.clone()) {
-                    if let Some(a) = cidr_rep(cidr, except) {
-                        out.push((label, a));
+                push(s.sel.to_string(), cidr_rep(cidr, except), &mut out);
+            }
+        }
+    }
+    for p in [old, new] {
+        for (c, _) in &p.quarantine.addresses {
+            push(format!("cidr {c}"), cidr_rep(c, &[]), &mut out);
+        }
+        for e in &p.quarantine.exceptions {
+            push(format!("cidr {}", e.peer), cidr_rep(&e.peer, &[]), &mut out);
+        }
+    }
+    let before_acl = out.len();
+    let mut capped = false;
+    'acl: for p in [old, new] {
+        for l in p.acl_tiers.iter().flat_map(|t| &t.rules) {
+            for (lo, hi) in [l.src, l.dst] {
+                if let Some((label, a)) = range_endpoint(lo, hi) {
+                    if out.len() - before_acl >= MAX_ACL_ENDPOINTS && !seen_has(&out, &label) {
+                        capped = true;
+                        break 'acl;
                     }
+                    push(label, Some(a), &mut out);
                 }
             }
         }
     }
-    out
+    (out, capped)
+}
+
+fn seen_has(out: &[(String, IpAddr)], label: &str) -> bool {
+    out.iter().any(|(l, _)| l == label)
 }
 
 /// Computes the changed rows. Endpoints missing from one policy are compared as `world` there
@@ -202,14 +253,15 @@ pub fn diff(old: &Policy, oc: &CompiledPolicy, new: &Policy, nc: &CompiledPolicy
             [(o.0.or(nn.0), o.1.or(nn.1)), (nn.0.or(o.0), nn.1.or(o.1))]
         })
         .collect();
-    for (label, a) in cidr_endpoints(old, new) {
+    let (extra, capped) = cidr_endpoints(old, new);
+    for (label, a) in extra {
         let r = if a.is_ipv4() { (Some(a), None) } else { (None, Some(a)) };
         names.push(label);
         rep.push([r, r]);
     }
     let mut out = Vec::new();
     let mut probes = 0usize;
-    let mut truncated = false;
+    let mut truncated = capped;
     'outer: for (si, sname) in names.iter().enumerate() {
         for (di, dname) in names.iter().enumerate() {
             for fam in 0..2 {

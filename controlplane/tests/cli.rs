@@ -145,6 +145,29 @@ fn trace_explains_deny_and_default_deny() {
     assert!(out.contains("verdict      would_deny"), "{out}");
 }
 
+/// Quarantining one address inside an identity's prefix changes verdicts, and the diff shows it
+/// (the address is an endpoint of its own).
+#[test]
+fn diff_shows_a_quarantined_address() {
+    let dir = std::env::temp_dir().join(format!("bulkhead-cli-diffq-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    for f in ["identities.yaml", "rules.yaml", "settings.yaml"] {
+        std::fs::copy(root().join("config/zones/policy").join(f), dir.join(f)).unwrap();
+    }
+    std::fs::write(
+        dir.join("quarantine.yaml"),
+        "apiVersion: bulkhead.io/v1\nkind: Quarantine\nmetadata: {name: q}\nspec:\n  addresses: [198.18.10.77/32]\n",
+    )
+    .unwrap();
+    let o = run(&["policy", "diff", "config/zones/policy", dir.to_str().unwrap()]);
+    let (out, err) = text(&o);
+    std::fs::remove_dir_all(&dir).unwrap();
+    assert!(o.status.success(), "{err}");
+    let rows: Vec<&str> = out.lines().filter(|l| l.contains("cidr 198.18.10.77/32")).collect();
+    assert!(!rows.is_empty(), "{out}");
+    assert!(rows.iter().all(|l| l.trim_end().ends_with("deny")), "{out}");
+}
+
 /// A path named twice is read once; a non-UTF-8 file is reported at its line and column.
 #[test]
 fn check_reads_a_repeated_path_once_and_positions_bad_utf8() {

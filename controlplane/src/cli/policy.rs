@@ -223,7 +223,11 @@ fn diff_cmd(a: &DiffArgs) -> ExitCode {
         println!("{} changes", rows.len());
     }
     if truncated {
-        eprintln!("warning: stopped after {} probes; the table is incomplete", diff::MAX_PROBES);
+        eprintln!(
+            "warning: the table is incomplete (more than {} probes, or more than {} ACL address ranges to compare)",
+            diff::MAX_PROBES,
+            diff::MAX_ACL_ENDPOINTS
+        );
     }
     ExitCode::SUCCESS
 }
