@@ -14,7 +14,8 @@
 //!     expect: deny               # allow | deny | would_deny
 //!     rule: zones/dev-never-prod # optional: the rule that must decide (or `default-deny`, `quarantine`)
 //! ```
-//! ICMP cases use `type` and `code` instead of ports.
+//! ICMP cases use `type` and `code` instead of ports; without `type` a case is an echo request
+//! (type 8 for icmp, 128 for icmpv6: what "can A ping B" means), code 0.
 
 use crate::compile::CompiledPolicy;
 use crate::diag::{Diagnostics, Loc};
@@ -24,6 +25,16 @@ use crate::yaml::{load_documents, Ctx, Node};
 use bulkhead_tables::{Decision, FlowQuery, IdentityId};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::sync::Arc;
+
+/// The ICMP type of an echo request in `proto` (icmp 8, icmpv6 128): the default type of a
+/// case or a trace that names none.
+pub fn echo_request(proto: u8) -> u16 {
+    if proto == 58 {
+        128
+    } else {
+        8
+    }
+}
 
 /// Where a case's endpoint is.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -127,6 +138,7 @@ fn parse_case(ctx: &mut Ctx, it: &Node) -> Option<Case> {
         }
         sport = 0;
         if matches!(proto, 1 | 58) {
+            sport = echo_request(proto);
             if let Some(n) = m.get("type") {
                 sport = ctx.uint(n, 255, "an ICMP type")? as u16;
             }
@@ -318,6 +330,17 @@ mod tests {
         )
         .unwrap();
         assert_eq!((ok[0].proto, ok[0].sport, ok[0].dport), (1, 8, 0));
+    }
+
+    #[test]
+    fn icmp_without_type_is_an_echo_request() {
+        let ok = parse_cases(
+            "c",
+            "cases:\n  - {from: a, to: b, protocol: icmp, expect: allow}\n  - {from: a, to: b, protocol: icmpv6, expect: allow}\n",
+        )
+        .unwrap();
+        assert_eq!((ok[0].proto, ok[0].sport, ok[0].dport), (1, 8, 0));
+        assert_eq!((ok[1].proto, ok[1].sport, ok[1].dport), (58, 128, 0));
     }
 
     #[test]

@@ -67,9 +67,9 @@ pub struct TraceArgs {
     /// Source port.
     #[arg(long, default_value_t = crate::cases::DEFAULT_SPORT)]
     pub sport: u16,
-    /// ICMP type.
-    #[arg(long = "type", default_value_t = 0)]
-    pub icmp_type: u8,
+    /// ICMP type (default: echo request, 8 for icmp and 128 for icmpv6).
+    #[arg(long = "type")]
+    pub icmp_type: Option<u8>,
     /// ICMP code.
     #[arg(long, default_value_t = 0)]
     pub code: u8,
@@ -196,8 +196,12 @@ fn trace_cmd(a: &TraceArgs) -> ExitCode {
         Ok(x) => x,
         Err(d) => return fail(&d),
     };
+    if !matches!(proto, 1 | 58) && a.icmp_type.is_some() {
+        eprintln!("error: --type applies only to --proto icmp or icmpv6");
+        return ExitCode::from(2);
+    }
     let (sport, dport) = if matches!(proto, 1 | 58) {
-        (u16::from(a.icmp_type), u16::from(a.code))
+        (a.icmp_type.map_or(crate::cases::echo_request(proto), u16::from), u16::from(a.code))
     } else {
         (a.sport, a.dport)
     };
