@@ -93,6 +93,10 @@ pub fn parse_cases(file: &str, text: &str) -> Result<Vec<Case>, Diagnostics> {
         let Some(m) = ctx.map(d, "a cases file", &["cases"]) else { continue };
         let Some(list) = m.req(&mut ctx, "cases", "a list of cases") else { continue };
         let Some(items) = ctx.seq(list, "cases") else { continue };
+        if items.is_empty() {
+            // A cases file that tests nothing would keep a CI guard green whatever the policy.
+            ctx.err(&list.loc, "expected at least one case, found an empty `cases` list");
+        }
         for it in items {
             if let Some(c) = parse_case(&mut ctx, it) {
                 out.push(c);
@@ -346,5 +350,11 @@ mod tests {
     #[test]
     fn rejects_empty_file() {
         assert!(parse_cases("c", "").is_err());
+    }
+
+    #[test]
+    fn rejects_empty_case_list() {
+        let e = parse_cases("c", "cases: []\n").unwrap_err().to_string();
+        assert!(e.contains("c:1:8") && e.contains("at least one case"), "{e}");
     }
 }

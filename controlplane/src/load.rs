@@ -104,7 +104,13 @@ pub fn load_paths(paths: &[PathBuf]) -> Result<Policy, Diagnostics> {
         match std::fs::read(&f) {
             Ok(bytes) => {
                 match String::from_utf8(bytes) {
-                    Ok(s) => sources.push((name, f.parent().map(Path::to_path_buf).unwrap_or_default(), s)),
+                    Ok(mut s) => {
+                        // A UTF-8 byte-order mark (Windows editors write one) is not part of the YAML.
+                        if s.starts_with('\u{feff}') {
+                            s.drain(..'\u{feff}'.len_utf8());
+                        }
+                        sources.push((name, f.parent().map(Path::to_path_buf).unwrap_or_default(), s))
+                    }
                     Err(e) => {
                         let at = e.utf8_error().valid_up_to();
                         errors.push(Diagnostic::new(

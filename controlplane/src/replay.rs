@@ -442,7 +442,11 @@ pub struct ReplayPlan {
 
 fn load_policy(path: &Path, what: &str) -> Result<Policy, ReplayError> {
     load_paths(&[path.to_path_buf()]).map_err(|d| ReplayError::Policy {
-        what: format!("{what} {}", path.display()),
+        what: if what.ends_with('=') {
+            format!("{what}{}", path.display())
+        } else {
+            format!("{what} {}", path.display())
+        },
         diagnostics: d.to_string(),
     })
 }

@@ -182,6 +182,13 @@ fn check_reads_a_repeated_path_once_and_positions_bad_utf8() {
     let all = format!("{out}{err}");
     assert!(all.contains("latin1.yaml:2:21"), "{all}");
     assert!(all.contains("0xe9"), "{all}");
+    // A byte-order mark is skipped.
+    let bom = tmp("bom.yaml", "");
+    let body = std::fs::read_to_string(root().join("config/zones/policy/identities.yaml")).unwrap();
+    std::fs::write(&bom, format!("\u{feff}{body}")).unwrap();
+    let o = run(&["policy", "check", bom.to_str().unwrap()]);
+    let (out, err) = text(&o);
+    assert!(o.status.success(), "{out}{err}");
 }
 
 /// A `mode: monitor` identity deny does not soften an ACL tier's enforced deny of the same flow
