@@ -119,12 +119,42 @@ pub fn judge(p: &Policy, q: &FlowQuery) -> RefJudgement {
             if exception(p, q) { RefDecision::QuarantineException } else { RefDecision::Quarantined };
         return RefJudgement { src, dst, decision, mode: Mode::Enforce };
     }
+    let inherited = segment_mode(p, dst).or_else(|| segment_mode(p, src)).unwrap_or(p.settings.mode);
+    let all = rule_decision(p, q, src, dst, false);
+    // An explicit monitor deny only reports: the packet passes only if the policy without monitor
+    // denies would pass it; otherwise that policy decides (adding a deny never opens traffic).
+    let (decision, rule_mode) = match all {
+        (RefDecision::Deny(_), Some(Mode::Monitor)) => {
+            let without = rule_decision(p, q, src, dst, true);
+            if !without.0.allows() && without.1.unwrap_or(inherited) == Mode::Enforce {
+                without
+            } else {
+                all
+            }
+        }
+        _ => all,
+    };
+    let mode = rule_mode.unwrap_or(inherited);
+    RefJudgement { src, dst, decision, mode }
+}
+
+/// The decision of the rule tiers and the deciding rule's own mode; with `skip_monitor`, as if
+/// the explicit `mode: monitor` deny rules were not there.
+fn rule_decision(
+    p: &Policy,
+    q: &FlowQuery,
+    src: Option<usize>,
+    dst: Option<usize>,
+    skip_monitor: bool,
+) -> (RefDecision, Option<Mode>) {
+    let kept = |a: Action, m: Option<Mode>| !(skip_monitor && a == Action::Deny && m == Some(Mode::Monitor));
     // Identity tier: deny-overrides, the most binding deny (see compile::identity_priorities).
     // Written independently of the compiler's priority numbers: any deny beats any allow; among
     // denies an explicit `enforce` one is the most binding, then one with the inherited mode,
     // then an explicit `monitor` one; ties and allows go by file order.
-    let hits: Vec<usize> =
-        (0..p.rules.len()).filter(|&i| rule_matches(p, &p.rules[i], q, src, dst)).collect();
+    let hits: Vec<usize> = (0..p.rules.len())
+        .filter(|&i| kept(p.rules[i].action, p.rules[i].mode) && rule_matches(p, &p.rules[i], q, src, dst))
+        .collect();
     let mut tier_results: Vec<Option<(Action, String, Option<Mode>)>> = Vec::new();
     let binding = |m: Option<Mode>| match m {
         Some(Mode::Enforce) => 0,
@@ -138,22 +168,22 @@ pub fn judge(p: &Policy, q: &FlowQuery) -> RefJudgement {
         .min_by_key(|&i| (binding(p.rules[i].mode), i));
     let best = best_deny.or_else(|| hits.first().copied());
     tier_results.push(best.map(|i| (p.rules[i].action, p.rules[i].name.clone(), p.rules[i].mode)));
-    for (t, hit) in p.acl_tiers.iter().zip(acl_matches(p, q)) {
-        tier_results.push(hit.map(|i| (t.rules[i].action, t.rules[i].name.clone(), t.rules[i].mode)));
+    if let (IpAddr::V4(s), IpAddr::V4(d)) = (q.src, q.dst) {
+        for t in &p.acl_tiers {
+            let hit = t.rules.iter().find(|r| {
+                kept(r.action, r.mode) && r.matches(u32::from(s), u32::from(d), q.proto, q.sport, q.dport)
+            });
+            tier_results.push(hit.map(|r| (r.action, r.name.clone(), r.mode)));
+        }
     }
     // Across tiers too: the most binding deny; ties to the earlier tier.
     let deny = tier_results.iter().flatten().filter(|r| r.0 == Action::Deny).min_by_key(|r| binding(r.2));
     let allow = tier_results.iter().flatten().find(|r| r.0 == Action::Allow);
-    let (decision, rule_mode) = match (deny, allow) {
+    match (deny, allow) {
         (Some((_, n, m)), _) => (RefDecision::Deny(n.clone()), *m),
         (None, Some((_, n, m))) => (RefDecision::Allow(n.clone()), *m),
         (None, None) => (RefDecision::DefaultDeny, None),
-    };
-    let mode = rule_mode
-        .or_else(|| segment_mode(p, dst))
-        .or_else(|| segment_mode(p, src))
-        .unwrap_or(p.settings.mode);
-    RefJudgement { src, dst, decision, mode }
+    }
 }
 
 /// The user-facing verdict word: `allow`, `deny` or `would_deny`.

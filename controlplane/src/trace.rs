@@ -10,7 +10,7 @@ use crate::cases::{decided_by, describe_query};
 use crate::compile::CompiledPolicy;
 use crate::model::{action_name, mode_name, Policy};
 use crate::reference::{self, verdict_word, RefDecision};
-use bulkhead_tables::{Decision, FlowQuery, Mode};
+use bulkhead_tables::{Action, Decision, FlowQuery, Mode};
 use std::fmt::Write;
 use std::net::IpAddr;
 
@@ -61,6 +61,17 @@ pub fn explain(p: &Policy, c: &CompiledPolicy, q: &FlowQuery) -> String {
         let _ = writeln!(out, "quarantine   source or destination is quarantined (checked before any rule)");
     }
     let hits = reference::matching_rules(p, q);
+    let acl_hits = reference::acl_matches(p, q);
+    // An explicit `monitor` deny that matched (the first match of an ACL tier, or any identity
+    // rule) only reports; when the flow is dropped anyway, say why it did not decide.
+    let is_monitor_deny = |a: Action, m: Option<Mode>| a == Action::Deny && m == Some(Mode::Monitor);
+    let monitor_deny_matched = hits.iter().any(|&i| is_monitor_deny(p.rules[i].action, p.rules[i].mode))
+        || (q.src.is_ipv4()
+            && q.dst.is_ipv4()
+            && p.acl_tiers
+                .iter()
+                .zip(&acl_hits)
+                .any(|(t, h)| h.is_some_and(|i| is_monitor_deny(t.rules[i].action, t.rules[i].mode))));
     if hits.is_empty() {
         let _ = writeln!(out, "rules        no identity rule matches");
     } else {
@@ -77,7 +88,7 @@ pub fn explain(p: &Policy, c: &CompiledPolicy, q: &FlowQuery) -> String {
             );
         }
     }
-    for (t, hit) in p.acl_tiers.iter().zip(reference::acl_matches(p, q)) {
+    for (t, hit) in p.acl_tiers.iter().zip(acl_hits) {
         match hit {
             _ if !(q.src.is_ipv4() && q.dst.is_ipv4()) => {
                 let _ = writeln!(out, "acl tier     {}: IPv4 only, not consulted for IPv6", t.name);
@@ -108,6 +119,13 @@ pub fn explain(p: &Policy, c: &CompiledPolicy, q: &FlowQuery) -> String {
         }
     };
     let _ = writeln!(out, "decided by   {why}");
+    if monitor_deny_matched && !j.decision.allows() && j.mode == Mode::Enforce {
+        let _ = writeln!(
+            out,
+            "note         a `mode: monitor` deny matches, but it only reports: it never lets through \
+             what the rest of the policy drops, so the flow is judged as if it were not there"
+        );
+    }
     let mode_src = match j.decision {
         Decision::Quarantined | Decision::QuarantineException => "quarantine is always enforced".to_string(),
         _ => {

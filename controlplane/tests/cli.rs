@@ -238,6 +238,90 @@ spec:
     assert!(out.contains("a1/deny-web-23"), "{out}");
 }
 
+/// A `mode: monitor` deny reports what it would deny; it never lets through a flow that nothing
+/// allows (adding a deny rule must not open traffic the enforced default deny drops).
+#[test]
+fn a_monitor_deny_never_opens_what_default_deny_closes() {
+    let policy = tmp(
+        "monitor-deny.yaml",
+        r#"
+apiVersion: bulkhead.io/v1
+kind: Identity
+metadata: {name: web}
+spec: {labels: {tier: web}, addresses: [198.18.1.0/24]}
+---
+apiVersion: bulkhead.io/v1
+kind: Identity
+metadata: {name: corp}
+spec: {labels: {zone: corp}, addresses: [198.18.3.0/24]}
+---
+apiVersion: bulkhead.io/v1
+kind: Policy
+metadata: {name: p}
+spec:
+  rules:
+    - name: corp-web
+      from: [{matchLabels: {zone: corp}}]
+      to: [{matchLabels: {tier: web}}]
+      ports: [{protocol: tcp, port: 80}]
+      action: allow
+    - name: trial-deny
+      from: [{matchLabels: {zone: corp}}]
+      to: [{matchLabels: {tier: web}}]
+      ports: [{protocol: tcp, port: 1-1024}]
+      action: deny
+      mode: monitor
+---
+apiVersion: bulkhead.io/v1
+kind: AclTier
+metadata: {name: a1}
+spec:
+  rules:
+    - {name: trial-https, dst: 198.18.1.0/24, protocol: tcp, dport: 443, action: deny, mode: monitor}
+    - {name: https, dst: 198.18.1.0/24, protocol: tcp, dport: 443, action: allow}
+    - {name: trial-smtp, dst: 198.18.1.0/24, protocol: tcp, dport: 25, action: deny, mode: monitor}
+    - {name: smtp, dst: 198.18.1.0/24, protocol: tcp, dport: 25, action: deny, mode: enforce}
+"#,
+    );
+    let trace = |port: &str| {
+        let o = run(&[
+            "policy",
+            "trace",
+            "--policy",
+            policy.to_str().unwrap(),
+            "--from",
+            "198.18.3.1",
+            "--to",
+            "198.18.1.1",
+            "--proto",
+            "tcp",
+            "--dport",
+            port,
+        ]);
+        let (out, err) = text(&o);
+        assert!(o.status.success(), "{err}");
+        assert!(!out.contains("WARNING"), "{out}");
+        out
+    };
+    // Allowed by corp-web, denied by the trial: the trial reports, the packet passes.
+    let out = trace("80");
+    assert!(out.contains("verdict      would_deny"), "{out}");
+    assert!(out.contains("deny rule p/trial-deny"), "{out}");
+    // Nothing allows port 22: the enforced default deny drops it, monitor deny or not.
+    let out = trace("22");
+    assert!(out.contains("verdict      deny"), "{out}");
+    assert!(out.contains("decided by   default deny"), "{out}");
+    assert!(out.contains("only reports"), "{out}");
+    // ACL tiers too: a monitor line before an allow line reports, the traffic passes ...
+    let out = trace("443");
+    assert!(out.contains("verdict      would_deny"), "{out}");
+    assert!(out.contains("a1/trial-https"), "{out}");
+    // ... and before an enforced deny line, that line decides.
+    let out = trace("25");
+    assert!(out.contains("verdict      deny"), "{out}");
+    assert!(out.contains("deny rule a1/smtp"), "{out}");
+}
+
 #[test]
 fn diff_shows_changed_pairs() {
     let old = root().join("config/zones/policy");

@@ -523,6 +523,35 @@ impl Classifier {
         (best != u64::MAX).then_some(best as u32)
     }
 
+    /// The best-ranked matching rule among those `keep` accepts: what [`Classifier::classify`]
+    /// would return if the rejected rules were not there. For the rare question "what decides
+    /// without these rules?" (see `TableSet::decide`); allocates nothing.
+    pub fn classify_where(&self, key: &ClassifierKey, keep: impl Fn(RuleId) -> bool) -> Option<RuleId> {
+        let mut best = u64::MAX;
+        for &ti in &self.order {
+            let t = &self.tables[ti as usize];
+            if t.min_rank >= best {
+                break;
+            }
+            let h = t.masks.hash_key(key);
+            let Some(&head) = t.buckets.get(&h) else { continue };
+            let mut i = head;
+            while i != NIL {
+                let s = &self.slots[i as usize];
+                let r = rank(s.priority, i);
+                if r >= best {
+                    break;
+                }
+                if s.matches(key) && keep(i) {
+                    best = r;
+                    break;
+                }
+                i = s.next;
+            }
+        }
+        (best != u64::MAX).then_some(best as u32)
+    }
+
     /// Classifies a batch: `out[i] = classify(&keys[i])` for `i < min(keys.len(), out.len())`.
     ///
     /// Same answers as [`Classifier::classify`], computed table-major over chunks of 16 keys: the

@@ -22,6 +22,10 @@
 //! 4. The mode (enforce / monitor) of a decision: the deciding rule's own mode if it has one, else
 //!    the destination identity's segment mode, else the source identity's segment mode, else the
 //!    global mode. In monitor mode a deny becomes `would_deny` and the packet passes.
+//! 5. An explicit `monitor` deny only reports: it lets a packet through only when the policy
+//!    without monitor denies would let it through (an allow matches, or that policy's verdict is
+//!    in monitor mode). Otherwise that policy's decision stands: typically the enforced default
+//!    deny, or an ACL line after the monitor one. Adding a deny rule never lets more through.
 
 #![forbid(unsafe_code)]
 
@@ -253,6 +257,33 @@ impl TableSet {
                 Decision::Quarantined
             };
         }
+        match self.decide_tiers(q, src_id, dst_id, false) {
+            // An explicit `monitor` deny only reports: it lets a packet through only when the
+            // policy without monitor denies would let it through. Otherwise that policy decides
+            // (enforced, the packet drops): adding a deny rule must never open traffic.
+            d @ (2, _) => {
+                let without = self.decide_tiers(q, src_id, dst_id, true).1;
+                if !without.allows() && self.mode_for(without, src_id, dst_id) == Mode::Enforce {
+                    without
+                } else {
+                    d.1
+                }
+            }
+            (_, d) => d,
+        }
+    }
+
+    /// The decision of the rule tiers, and how binding it is (0: a deny with explicit
+    /// `enforce`, 1: a deny inheriting its mode, 2: a deny with explicit `monitor`, 3: not a deny).
+    /// With `skip_monitor`, explicit `monitor` denies are treated as absent.
+    #[inline]
+    fn decide_tiers(
+        &self,
+        q: &FlowQuery,
+        src_id: IdentityId,
+        dst_id: IdentityId,
+        skip_monitor: bool,
+    ) -> (u8, Decision) {
         let mut allow: Option<Decision> = None;
         // The most binding deny across tiers (explicit enforce, then inherited mode, then
         // explicit monitor; ties to the earlier tier): a monitor-mode deny in one tier must not
@@ -275,8 +306,17 @@ impl TableSet {
                     _ => continue,
                 },
             };
-            if let Some(rule) = tier.classifier.classify(&key) {
-                let meta = &self.rules[t][rule as usize];
+            let metas = &self.rules[t];
+            let hit = if skip_monitor {
+                tier.classifier.classify_where(&key, |r| {
+                    let m = &metas[r as usize];
+                    !(m.action == Action::Deny && m.mode == Some(Mode::Monitor))
+                })
+            } else {
+                tier.classifier.classify(&key)
+            };
+            if let Some(rule) = hit {
+                let meta = &metas[rule as usize];
                 match meta.action {
                     Action::Deny => {
                         let binding = match meta.mode {
@@ -286,7 +326,7 @@ impl TableSet {
                         };
                         let d = Decision::Deny { tier: t as u16, rule };
                         if binding == 0 {
-                            return d;
+                            return (0, d);
                         }
                         if deny.is_none_or(|(b, _)| binding < b) {
                             deny = Some((binding, d));
@@ -301,9 +341,16 @@ impl TableSet {
             }
         }
         match deny {
-            Some((_, d)) => d,
-            None => allow.unwrap_or(Decision::DefaultDeny),
+            Some(d) => d,
+            None => (3, allow.unwrap_or(Decision::DefaultDeny)),
         }
+    }
+
+    /// The mode a decision without a rule mode of its own takes: the destination's segment mode,
+    /// else the source's, else the global mode.
+    #[inline]
+    pub fn inherited_mode(&self, src_id: IdentityId, dst_id: IdentityId) -> Mode {
+        self.segment_mode_of(dst_id).or_else(|| self.segment_mode_of(src_id)).unwrap_or(self.global_mode)
     }
 
     /// The effective mode of a decision (see the crate docs). Quarantine is always enforced.
@@ -318,7 +365,7 @@ impl TableSet {
             }
             Decision::DefaultDeny => {}
         }
-        self.segment_mode_of(dst_id).or_else(|| self.segment_mode_of(src_id)).unwrap_or(self.global_mode)
+        self.inherited_mode(src_id, dst_id)
     }
 
     fn segment_mode_of(&self, id: IdentityId) -> Option<Mode> {

@@ -135,6 +135,14 @@ proptest! {
             prop_assert_eq!(c.classify(k), want, "key {:?}", k);
             prop_assert_eq!(*got, want, "batch, key {:?}", k);
             prop_assert_eq!(c2.classify(k), want, "tight tuning, key {:?}", k);
+            // Filtered: the odd ids as if the even ones were not there.
+            let want_odd = rules
+                .iter()
+                .enumerate()
+                .filter(|&(i, r)| i % 2 == 1 && r.matches(k))
+                .min_by_key(|&(i, r)| (r.priority, i))
+                .map(|(i, _)| i as u32);
+            prop_assert_eq!(c.classify_where(k, |i| i % 2 == 1), want_odd, "odd ids only, key {:?}", k);
         }
     }
 
