@@ -546,73 +546,83 @@ fn parse_duration_ns(s: &str) -> Option<u64> {
     n.checked_mul(mult).filter(|&v| v > 0)
 }
 
+/// Every branch records its errors and goes on, so one file reports all its Settings errors at
+/// once (the policy is rejected if any was recorded).
 fn decode_settings(ctx: &mut Ctx, spec: &Node, loc: Loc) -> Option<Settings> {
     let m = ctx.map(spec, "a Settings spec", &["mode", "segments", "dataplane"])?;
     let mut s = Settings { loc: Some(loc), ..Settings::default() };
-    if let Some(n) = m.get("mode") {
-        s.mode = decode_mode(ctx, n)?;
+    if let Some(mode) = m.get("mode").and_then(|n| decode_mode(ctx, n)) {
+        s.mode = mode;
     }
     if let Some(segs) = m.get("segments") {
-        let NodeKind::Map(entries) = &segs.kind else {
-            return ctx.expected(segs, "a mapping of zone names to segment settings");
-        };
-        for (k, v) in entries {
-            let zone = k.as_str().unwrap_or("").to_string();
-            if !valid_label_part(&zone) {
-                ctx.err(&k.loc, format!("invalid zone name `{}`", truncate(&zone, 60)));
-                continue;
+        match &segs.kind {
+            NodeKind::Map(entries) => {
+                for (k, v) in entries {
+                    let zone = k.as_str().unwrap_or("").to_string();
+                    if !valid_label_part(&zone) {
+                        ctx.err(&k.loc, format!("invalid zone name `{}`", truncate(&zone, 60)));
+                        continue;
+                    }
+                    let Some(sm) = ctx.map(v, "segment settings", &["mode"]) else { continue };
+                    let mode = sm.get("mode").and_then(|n| decode_mode(ctx, n));
+                    s.segments.insert(zone, SegmentSettings { mode, loc: k.loc.clone() });
+                }
             }
-            let Some(sm) = ctx.map(v, "segment settings", &["mode"]) else { continue };
-            let mode = match sm.get("mode") {
-                Some(n) => decode_mode(ctx, n),
-                None => None,
-            };
-            s.segments.insert(zone, SegmentSettings { mode, loc: k.loc.clone() });
+            _ => {
+                ctx.expected::<()>(segs, "a mapping of zone names to segment settings");
+            }
         }
     }
-    if let Some(dp) = m.get("dataplane") {
-        let dm = ctx.map(dp, "dataplane settings", &["strictTcp", "allowedEthertypes", "timeouts"])?;
-        if let Some(n) = dm.get("strictTcp") {
-            s.dataplane.strict_tcp = ctx.bool(n)?;
-        }
-        if let Some(n) = dm.get("allowedEthertypes") {
-            for e in ctx.seq(n, "ethertypes")? {
-                let v = ctx.uint(e, 0xffff, "an ethertype such as 0x88cc")?;
-                if v < 0x0600 {
-                    ctx.err(
-                        &e.loc,
-                        "expected an ethertype from 0x0600 to 0xffff (smaller values are 802.3 lengths)",
-                    );
-                    return None;
-                }
-                if matches!(v, 0x0800 | 0x86dd | 0x0806) {
-                    ctx.err(&e.loc, "IPv4, IPv6 and ARP are always handled; list only other ethertypes");
-                    return None;
-                }
-                s.dataplane.allowed_ethertypes.push(v as u16);
+    let Some(dm) = m
+        .get("dataplane")
+        .and_then(|dp| ctx.map(dp, "dataplane settings", &["strictTcp", "allowedEthertypes", "timeouts"]))
+    else {
+        return Some(s);
+    };
+    if let Some(b) = dm.get("strictTcp").and_then(|n| ctx.bool(n)) {
+        s.dataplane.strict_tcp = b;
+    }
+    if let Some(list) = dm.get("allowedEthertypes").and_then(|n| ctx.seq(n, "ethertypes")) {
+        let mut seen: Vec<(u16, &Loc)> = Vec::with_capacity(list.len());
+        for e in list {
+            let Some(v) = ctx.uint(e, 0xffff, "an ethertype such as 0x88cc") else { continue };
+            if v < 0x0600 {
+                ctx.err(
+                    &e.loc,
+                    "expected an ethertype from 0x0600 to 0xffff (smaller values are 802.3 lengths)",
+                );
+            } else if matches!(v, 0x0800 | 0x86dd | 0x0806) {
+                ctx.err(&e.loc, "IPv4, IPv6 and ARP are always handled; list only other ethertypes");
+            } else if let Some((_, first)) = seen.iter().find(|(x, _)| u64::from(*x) == v) {
+                let first = format!("{}:{}", first.line, first.col);
+                ctx.err(&e.loc, format!("duplicate ethertype {v:#06x} (first listed at {first})"));
+            } else {
+                seen.push((v as u16, &e.loc));
             }
-            s.dataplane.allowed_ethertypes.sort_unstable();
-            s.dataplane.allowed_ethertypes.dedup();
         }
-        if let Some(t) = dm.get("timeouts") {
-            let tm = ctx.map(t, "timeouts", &["tcpEstablished", "tcpTransitory", "udp", "icmp", "other"])?;
-            let dpc = &mut s.dataplane;
-            for (key, slot) in [
-                ("tcpEstablished", &mut dpc.tcp_established_timeout_ns),
-                ("tcpTransitory", &mut dpc.tcp_transitory_timeout_ns),
-                ("udp", &mut dpc.udp_timeout_ns),
-                ("icmp", &mut dpc.icmp_timeout_ns),
-                ("other", &mut dpc.other_timeout_ns),
-            ] {
-                if let Some(n) = tm.get(key) {
-                    match n.as_str().and_then(parse_duration_ns) {
-                        Some(v) => *slot = v,
-                        None => {
-                            ctx.expected::<()>(
-                                n,
-                                "a positive duration such as 30s, 15m, 4h, 500ms, 1d or a number of seconds",
-                            );
-                        }
+        s.dataplane.allowed_ethertypes = seen.iter().map(|&(v, _)| v).collect();
+        s.dataplane.allowed_ethertypes.sort_unstable();
+    }
+    if let Some(tm) = dm
+        .get("timeouts")
+        .and_then(|t| ctx.map(t, "timeouts", &["tcpEstablished", "tcpTransitory", "udp", "icmp", "other"]))
+    {
+        let dpc = &mut s.dataplane;
+        for (key, slot) in [
+            ("tcpEstablished", &mut dpc.tcp_established_timeout_ns),
+            ("tcpTransitory", &mut dpc.tcp_transitory_timeout_ns),
+            ("udp", &mut dpc.udp_timeout_ns),
+            ("icmp", &mut dpc.icmp_timeout_ns),
+            ("other", &mut dpc.other_timeout_ns),
+        ] {
+            if let Some(n) = tm.get(key) {
+                match n.as_str().and_then(parse_duration_ns) {
+                    Some(v) => *slot = v,
+                    None => {
+                        ctx.expected::<()>(
+                            n,
+                            "a positive duration such as 30s, 15m, 4h, 500ms, 1d or a number of seconds",
+                        );
                     }
                 }
             }
@@ -824,5 +834,23 @@ mod tests {
         assert_eq!(parse_duration_ns("0s"), None);
         assert_eq!(parse_duration_ns("5y"), None);
         assert_eq!(parse_duration_ns("999999999999d"), None);
+    }
+
+    /// One Settings document with four mistakes reports all four, each at its place.
+    #[test]
+    fn settings_errors_are_all_reported() {
+        let text = "apiVersion: bulkhead.io/v1\nkind: Settings\nmetadata: {name: s}\nspec:\n  dataplane:\n    strictTcp: yes\n    \
+                    allowedEthertypes: [0x88cc, 0x0800, 0x88cc, 0x10]\n    timeouts: {udp: 5y}\n";
+        let e = crate::load::load_str("s.yaml", text).unwrap_err().to_string();
+        for want in [
+            "s.yaml:6:16: error: expected `true` or `false`",
+            "s.yaml:7:33: error: IPv4, IPv6 and ARP",
+            "s.yaml:7:41: error: duplicate ethertype 0x88cc (first listed at 7:25)",
+            "s.yaml:7:49: error: expected an ethertype from 0x0600",
+            "s.yaml:8:21: error: expected a positive duration",
+        ] {
+            assert!(e.contains(want), "missing {want:?} in:\n{e}");
+        }
+        assert_eq!(e.matches("error:").count(), 5, "{e}");
     }
 }
