@@ -72,6 +72,8 @@ pub enum ReplayError {
     Change { before: u64, message: String },
     /// Writing an output failed.
     Output(String),
+    /// Standard output was closed by its reader (e.g. piped into `head`).
+    StdoutClosed,
 }
 
 impl std::fmt::Display for ReplayError {
@@ -83,6 +85,7 @@ impl std::fmt::Display for ReplayError {
                 write!(f, "{path}: cannot read the capture after packet {packets}: {message}")
             }
             ReplayError::Change { before, message } => write!(f, "before packet {before}: {message}"),
+            ReplayError::StdoutClosed => f.write_str("standard output was closed"),
         }
     }
 }
@@ -210,6 +213,20 @@ impl<R: BufRead> CaptureReader<R> {
     }
 }
 
+/// A record-level read error in words an operator can act on.
+fn record_error(e: pcap_file::PcapError) -> String {
+    match e {
+        pcap_file::PcapError::IncompleteBuffer => {
+            "truncated capture: the file ends inside a record".to_string()
+        }
+        pcap_file::PcapError::IoError(io) if io.kind() == std::io::ErrorKind::UnexpectedEof => {
+            "truncated capture: the file ends inside a record".to_string()
+        }
+        pcap_file::PcapError::IoError(io) => format!("read error: {io}"),
+        other => format!("corrupt record: {other}"),
+    }
+}
+
 impl<R: Read> CaptureReader<R> {
     pub fn format(&self) -> CaptureFormat {
         self.format
@@ -227,12 +244,12 @@ impl<R: Read> CaptureReader<R> {
                     self.buf.extend_from_slice(&p.data);
                     (u64::try_from(p.timestamp.as_nanos()).unwrap_or(u64::MAX), p.orig_len)
                 }
-                Err(e) => return Some(Err(e.to_string())),
+                Err(e) => return Some(Err(record_error(e))),
             },
             Inner::PcapNg { reader, ifaces } => loop {
                 let block = match reader.next_block()? {
                     Ok(b) => b,
-                    Err(e) => return Some(Err(e.to_string())),
+                    Err(e) => return Some(Err(record_error(e))),
                 };
                 let (iface_id, raw_ts, orig_len, data) = match block {
                     Block::SectionHeader(_) => {
@@ -931,6 +948,28 @@ fn compile_with(
         .map_err(|d| ReplayError::Change { before, message: format!("the policy does not compile: {d}") })
 }
 
+/// Before any packet is read: every quarantined identity must exist in the policy in force when
+/// it is quarantined and in every policy swapped in later (the quarantine persists), so that a
+/// typo is reported at once rather than after minutes of a large capture.
+fn check_identity_targets(policy: &Policy, changes: &[PlannedChange]) -> Result<(), ReplayError> {
+    let mut in_force = policy;
+    let mut names: Vec<&str> = Vec::new();
+    for c in changes {
+        match &c.kind {
+            ChangeKind::Swap { policy, .. } => in_force = policy,
+            ChangeKind::Quarantine(QuarantineTarget::Identity(n)) => names.push(n),
+            ChangeKind::Quarantine(QuarantineTarget::Prefix(_)) => continue,
+        }
+        if let Some(n) = names.iter().find(|n| in_force.identity(n).is_none()) {
+            return Err(ReplayError::Change {
+                before: c.before,
+                message: format!("no identity named `{n}` in the policy in force"),
+            });
+        }
+    }
+    Ok(())
+}
+
 fn target_ids(tables: &TableSet, t: &QuarantineTarget) -> Vec<IdentityId> {
     match t {
         QuarantineTarget::Identity(n) => (0..tables.identity_names.len() as IdentityId)
@@ -950,6 +989,7 @@ impl Replayer {
         let mut changes = plan.changes;
         // Stable: at one packet, swaps (given first by `from_args`) keep their order before quarantines.
         changes.sort_by_key(|c| (c.before, matches!(c.kind, ChangeKind::Quarantine(_))));
+        check_identity_targets(&plan.policy, &changes)?;
         Ok(Self {
             policy: plan.policy,
             quarantined: Vec::new(),
@@ -1227,7 +1267,10 @@ pub fn run(plan: ReplayPlan, opts: &RunOptions, out: &mut dyn Write) -> Result<S
     let label = plan.label.clone();
     let mut rp = Replayer::new(plan, &opts.engine)?;
     let json = opts.json;
-    let w = |e: std::io::Error| ReplayError::Output(format!("stdout: {e}"));
+    let w = |e: std::io::Error| match e.kind() {
+        std::io::ErrorKind::BrokenPipe => ReplayError::StdoutClosed,
+        _ => ReplayError::Output(format!("stdout: {e}")),
+    };
     if !json {
         writeln!(out, "# replay {cap_name} ({:?}) with {label} (generation 1)", reader.format())
             .map_err(w)?;
@@ -1272,9 +1315,17 @@ pub fn run(plan: ReplayPlan, opts: &RunOptions, out: &mut dyn Write) -> Result<S
         }
     };
     let mut read = 0u64;
+    // A truncated or corrupt capture still gets its summary (and complete output files) for the
+    // packets before the damage; the error comes last and the exit is non-zero.
+    let mut damaged = None;
     while let Some(p) = reader.next_packet() {
-        let p =
-            p.map_err(|message| ReplayError::Capture { path: cap_name.clone(), packets: read, message })?;
+        let p = match p {
+            Ok(p) => p,
+            Err(message) => {
+                damaged = Some(ReplayError::Capture { path: cap_name.clone(), packets: read, message });
+                break;
+            }
+        };
         read += 1;
         rp.packet(p.ts_ns, p.orig_len, p.data, &mut emit)?;
         if let Some(e) = io_err.borrow_mut().take() {
@@ -1296,5 +1347,8 @@ pub fn run(plan: ReplayPlan, opts: &RunOptions, out: &mut dyn Write) -> Result<S
     if let Some(p) = drop_out {
         p.finish()?;
     }
-    Ok(summary)
+    match damaged {
+        Some(e) => Err(e),
+        None => Ok(summary),
+    }
 }

@@ -420,7 +420,7 @@ fn broken_swap_policy_fails_before_any_packet() {
 }
 
 #[test]
-fn quarantine_of_an_unknown_identity_stops_at_that_packet() {
+fn quarantine_of_an_unknown_identity_is_refused_before_any_packet() {
     let plan =
         ReplayPlan::from_args(&data_dir().join("policy-v1.yaml"), &[], &["3=no-such-workload".to_string()])
             .unwrap();
@@ -428,7 +428,7 @@ fn quarantine_of_an_unknown_identity_stops_at_that_packet() {
     let err = replay::run(plan, &opts("scenario.pcap", false), &mut out).unwrap_err();
     assert!(err.to_string().contains("before packet 3: no identity named `no-such-workload`"), "{err}");
     let text = String::from_utf8(out).unwrap();
-    assert_eq!(text.lines().filter(|l| l.trim_start().starts_with(|c: char| c.is_ascii_digit())).count(), 2);
+    assert_eq!(text.lines().filter(|l| l.trim_start().starts_with(|c: char| c.is_ascii_digit())).count(), 0);
 }
 
 #[test]
@@ -455,6 +455,9 @@ fn truncated_capture_reports_how_far_it_got() {
     let mut out = Vec::new();
     let err = replay::run(plan(), &o, &mut out).unwrap_err();
     assert!(matches!(err, ReplayError::Capture { packets: 2, .. }), "{err}");
+    // The two whole packets were replayed and summarised before the error.
+    let text = String::from_utf8(out).unwrap();
+    assert!(text.contains("summary"), "{text}");
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
@@ -523,4 +526,69 @@ fn cli_replays_a_capture_and_reports_errors_with_exit_1() {
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr)
         .contains("no-such.pcap: cannot read the capture after packet 0: cannot open"));
+}
+
+/// A capture cut off mid-record: the packets before the damage are replayed and summarised, the
+/// pass-out file is complete for them, and the exit is 1 with the position of the damage.
+#[test]
+fn cli_summarises_a_truncated_capture_then_fails() {
+    let bin = env!("CARGO_BIN_EXE_bulkhead");
+    let d = data_dir();
+    let dir = std::env::temp_dir().join(format!("bulkhead-replay-cli-trunc-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let whole = std::fs::read(d.join("scenario.pcap")).unwrap();
+    let cut = dir.join("cut.pcap");
+    // 24-byte global header, then records of a 16-byte header and the frame: cut 10 bytes into
+    // the third record's frame.
+    let mut at = 24;
+    for _ in 0..2 {
+        let incl = u32::from_le_bytes(whole[at + 8..at + 12].try_into().unwrap()) as usize;
+        at += 16 + incl;
+    }
+    std::fs::write(&cut, &whole[..at + 16 + 10]).unwrap();
+    let pass = dir.join("pass.pcap");
+    let out = std::process::Command::new(bin)
+        .args(["replay", "--policy"])
+        .arg(d.join("policy-v1.yaml"))
+        .arg(&cut)
+        .arg("--pass-out")
+        .arg(&pass)
+        .output()
+        .unwrap();
+    let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert_eq!(out.status.code(), Some(1), "{stdout}{stderr}");
+    assert!(stderr.contains("cannot read the capture after packet 2"), "{stderr}");
+    assert!(stdout.lines().any(|l| l.trim_start().starts_with("2 ")), "{stdout}");
+    assert!(stdout.contains("summary") || stdout.contains("packets"), "{stdout}");
+    // The pass-out capture is a valid pcap (global header at least, records whole).
+    assert!(std::fs::metadata(&pass).unwrap().len() >= 24);
+
+    // Standard output full: an error, exit 1. Closed early (`| head`): quiet, exit 141.
+    let full = std::fs::OpenOptions::new().write(true).open("/dev/full").unwrap();
+    let out = std::process::Command::new(bin)
+        .args(["replay", "--policy"])
+        .arg(d.join("policy-v1.yaml"))
+        .arg(d.join("scenario.pcap"))
+        .stdout(full)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("No space left"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut child = std::process::Command::new(bin)
+        .args(["replay", "--policy"])
+        .arg(d.join("policy-v1.yaml"))
+        .arg(d.join("scenario.pcap"))
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take()); // the reader goes away before reading anything
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(141), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(out.stderr.is_empty(), "{}", String::from_utf8_lossy(&out.stderr));
+    std::fs::remove_dir_all(&dir).unwrap();
 }

@@ -5,7 +5,7 @@
 //! classified and the 0-based index of the first matching rule (or -1) printed, one per line.
 
 use crate::classbench::{parse_rules, parse_trace};
-use crate::cli::fail;
+use crate::cli::{fail, stdout_failed};
 use crate::diag::{Diagnostics, Loc};
 use bulkhead_tables::ClassifierBuilder;
 use clap::{Args, Subcommand};
@@ -44,7 +44,7 @@ fn read(p: &PathBuf) -> Result<(Arc<str>, String), Diagnostics> {
 }
 
 fn match_cmd(a: &MatchArgs) -> ExitCode {
-    let run = || -> Result<(), Diagnostics> {
+    let run = || -> Result<std::io::Result<()>, Diagnostics> {
         let (rf, rt) = read(&a.rules)?;
         let (tf, tt) = read(&a.trace)?;
         let rules = parse_rules(&rf, &rt)?;
@@ -56,20 +56,18 @@ fn match_cmd(a: &MatchArgs) -> ExitCode {
         let cls = b.build();
         let out = std::io::stdout();
         let mut w = std::io::BufWriter::new(out.lock());
-        for k in &keys {
-            let r = match cls.classify(k) {
+        let written = keys
+            .iter()
+            .try_for_each(|k| match cls.classify(k) {
                 Some(i) => writeln!(w, "{i}"),
                 None => writeln!(w, "-1"),
-            };
-            if r.is_err() {
-                return Ok(()); // stdout closed (e.g. piped into head): stop quietly
-            }
-        }
-        let _ = w.flush();
-        Ok(())
+            })
+            .and_then(|()| w.flush());
+        Ok(written)
     };
     match run() {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(Ok(())) => ExitCode::SUCCESS,
+        Ok(Err(e)) => stdout_failed("acl match", &e),
         Err(d) => fail(&d),
     }
 }

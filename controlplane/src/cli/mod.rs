@@ -3,7 +3,9 @@
 //! one new module here plus one enum variant and one match arm there.
 //!
 //! Exit codes: 0 success; 1 the policy, the cases or the input is wrong (errors are printed as
-//! `file:line:col: error: ...`); 2 usage errors (from clap).
+//! `file:line:col: error: ...`), or the output cannot be written (disk full); 2 usage errors (from
+//! clap); 141 standard output was closed early (`| head`), quietly, as a program killed by
+//! SIGPIPE would report it.
 
 pub mod acl;
 pub mod ops;
@@ -14,6 +16,17 @@ pub mod top;
 
 use crate::diag::Diagnostics;
 use std::process::ExitCode;
+
+/// The exit code after writing to standard output failed: a closed pipe (the reader, e.g.
+/// `head`, has all it wants) ends the command quietly with 141; any other error (disk full) is
+/// reported and gives 1.
+pub fn stdout_failed(verb: &str, e: &std::io::Error) -> ExitCode {
+    if e.kind() == std::io::ErrorKind::BrokenPipe {
+        return ExitCode::from(141);
+    }
+    eprintln!("bulkhead {verb}: cannot write to standard output: {e}");
+    ExitCode::from(1)
+}
 
 /// Prints diagnostics to stderr and returns exit code 1.
 pub fn fail(d: &Diagnostics) -> ExitCode {

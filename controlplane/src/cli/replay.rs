@@ -1,5 +1,6 @@
 //! `bulkhead replay`: run a capture through the real engine under a policy (see [`crate::replay`]).
 
+use crate::cli::stdout_failed;
 use crate::replay::{self, ReplayError, ReplayPlan, RunOptions, DEFAULT_FLOW_CAPACITY};
 use bulkhead_engine::EngineConfig;
 use clap::Args;
@@ -55,8 +56,9 @@ pub fn run(a: ReplayArgs) -> ExitCode {
     let flushed = out.flush();
     match (r, flushed) {
         (Ok(_), Ok(())) => ExitCode::SUCCESS,
+        (Err(ReplayError::StdoutClosed), _) => ExitCode::from(141),
         (Err(e), _) => fail(&e),
-        (_, Err(e)) => fail(&ReplayError::Output(format!("stdout: {e}"))),
+        (_, Err(e)) => stdout_failed("replay", &e),
     }
 }
 
