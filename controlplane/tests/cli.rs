@@ -322,6 +322,19 @@ spec:
     assert!(out.contains("deny rule a1/smtp"), "{out}");
 }
 
+/// An empty policy is valid (it denies everything) but is usually a mistake: check passes and warns.
+#[test]
+fn check_warns_about_a_policy_without_rules() {
+    let empty = tmp("empty.yaml", "# nothing yet\n");
+    let o = run(&["policy", "check", empty.to_str().unwrap()]);
+    let (out, err) = text(&o);
+    assert!(o.status.success(), "{out}{err}");
+    assert!(err.contains("warning: no rules: this policy default-denies every flow"), "{err}");
+    let o = run(&["policy", "check", root().join("config/zones/policy").to_str().unwrap()]);
+    let (_, err) = text(&o);
+    assert!(!err.contains("warning"), "{err}");
+}
+
 #[test]
 fn diff_shows_changed_pairs() {
     let old = root().join("config/zones/policy");

@@ -49,6 +49,13 @@ fn match_cmd(a: &MatchArgs) -> ExitCode {
         let (tf, tt) = read(&a.trace)?;
         let rules = parse_rules(&rf, &rt)?;
         let keys = parse_trace(&tf, &tt)?;
+        // Valid, but usually the wrong file: say so rather than print a column of -1 silently.
+        if rules.is_empty() {
+            eprintln!("warning: {rf}: no rules: no header can match (every line is -1)");
+        }
+        if keys.is_empty() {
+            eprintln!("warning: {tf}: no trace headers: nothing to match");
+        }
         let mut b = ClassifierBuilder::new();
         for (r, _) in rules {
             b.push(r);

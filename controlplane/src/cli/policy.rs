@@ -114,6 +114,10 @@ fn check(a: &CheckArgs) -> ExitCode {
                 s.entries.iter().sum::<usize>(),
                 s.entries.len()
             );
+            if p.rules.is_empty() && p.acl_tiers.is_empty() && p.quarantine.exceptions.is_empty() {
+                // Valid (a deny-all policy), but more often the wrong file or an empty commit.
+                eprintln!("warning: no rules: this policy default-denies every flow");
+            }
             if a.stats {
                 println!("identity ids (atoms): {}", s.atoms);
                 println!("lpm prefixes:         {}", s.prefixes);
