@@ -6,7 +6,8 @@
 //! ```yaml
 //! cases:
 //!   - name: dev cannot reach the prod database   # optional
-//!     from: 198.18.2.10          # an address, or an identity name (its first address is used)
+//!     from: 198.18.2.10          # an address, or an identity name (an address of it: IPv4 when
+//!                                #   both ends have one, else IPv6)
 //!     to: prod-db
 //!     protocol: tcp              # tcp (default), udp, sctp, icmp, icmpv6, any number 0-255
 //!     port: 5432                 # destination port; required for tcp, udp and sctp
@@ -172,8 +173,14 @@ fn parse_case(ctx: &mut Ctx, it: &Node) -> Option<Case> {
 
 /// An address that the compiled policy maps to identity `idx` (a policy index), IPv4 preferred.
 pub fn representative(c: &CompiledPolicy, p: &Policy, idx: usize) -> Option<IpAddr> {
-    let id = p.identities.get(idx)?;
-    let mut v6 = None;
+    let (v4, v6) = representatives(c, p, idx);
+    v4.or(v6)
+}
+
+/// An IPv4 and an IPv6 address that the compiled policy maps to identity `idx`, where it has them.
+pub fn representatives(c: &CompiledPolicy, p: &Policy, idx: usize) -> (Option<IpAddr>, Option<IpAddr>) {
+    let (mut v4, mut v6) = (None, None);
+    let Some(id) = p.identities.get(idx) else { return (None, None) };
     for (cidr, _) in &id.addresses {
         let mut cands = vec![cidr.addr, cidr.last()];
         match cidr.addr {
@@ -183,34 +190,67 @@ pub fn representative(c: &CompiledPolicy, p: &Policy, idx: usize) -> Option<IpAd
         for a in cands {
             let atom: IdentityId = c.tables.identities.lookup(a);
             if c.atom_identity.get(atom as usize).copied().flatten() == Some(idx as u32) {
-                if a.is_ipv4() {
-                    return Some(a);
-                }
-                v6.get_or_insert(a);
+                let slot = if a.is_ipv4() { &mut v4 } else { &mut v6 };
+                slot.get_or_insert(a);
             }
         }
+        if v4.is_some() && v6.is_some() {
+            break;
+        }
     }
-    v6
+    (v4, v6)
 }
 
-/// Resolves an endpoint to an address.
+/// Resolves an endpoint to its addresses: (IPv4, IPv6), either possibly absent.
 ///
 /// # Errors
 /// Unknown identity names, and identities with no address of their own.
-pub fn resolve(c: &CompiledPolicy, p: &Policy, e: &Endpoint) -> Result<IpAddr, String> {
+fn resolve_both(
+    c: &CompiledPolicy,
+    p: &Policy,
+    e: &Endpoint,
+) -> Result<(Option<IpAddr>, Option<IpAddr>), String> {
     match e {
-        Endpoint::Addr(a) => Ok(*a),
+        Endpoint::Addr(a) if a.is_ipv4() => Ok((Some(*a), None)),
+        Endpoint::Addr(a) => Ok((None, Some(*a))),
         Endpoint::Identity(n) => {
             let idx = p
                 .identities
                 .iter()
                 .position(|i| &i.name == n)
                 .ok_or_else(|| format!("unknown identity `{n}`"))?;
-            representative(c, p, idx).ok_or_else(|| {
-                format!(
+            match representatives(c, p, idx) {
+                (None, None) => Err(format!(
                     "identity `{n}` has no address of its own (all are covered by more specific prefixes)"
-                )
-            })
+                )),
+                both => Ok(both),
+            }
+        }
+    }
+}
+
+/// Resolves a case's two endpoints to addresses of one family: IPv4 when both have one, else
+/// IPv6 (so an identity with only IPv6 addresses can be tested against a dual-stack one).
+///
+/// # Errors
+/// Unknown identities, identities without addresses of their own, or no common family.
+pub fn resolve_pair(
+    c: &CompiledPolicy,
+    p: &Policy,
+    from: &Endpoint,
+    to: &Endpoint,
+) -> Result<(IpAddr, IpAddr), String> {
+    let (f4, f6) = resolve_both(c, p, from)?;
+    let (t4, t6) = resolve_both(c, p, to)?;
+    match (f4.zip(t4), f6.zip(t6)) {
+        (Some(pair), _) | (None, Some(pair)) => Ok(pair),
+        (None, None) => {
+            let fam = |v4: Option<IpAddr>| if v4.is_some() { "IPv4" } else { "IPv6" };
+            Err(format!(
+                "`from` and `to` share no address family (`from` is {} only, `to` is {} only)",
+                fam(f4),
+                fam(t4)
+            ))
         }
     }
 }
@@ -246,18 +286,9 @@ pub fn run_case(c: &CompiledPolicy, p: &Policy, case: &Case) -> CaseResult {
         sport: case.sport,
         dport: case.dport,
     };
-    let (src, dst) = match (resolve(c, p, &case.from), resolve(c, p, &case.to)) {
-        (Ok(s), Ok(d)) if s.is_ipv4() == d.is_ipv4() => (s, d),
-        (Ok(_), Ok(_)) => {
-            return CaseResult {
-                query: blank,
-                got: "",
-                decided_by: String::new(),
-                pass: false,
-                error: Some("`from` and `to` are of different address families".into()),
-            }
-        }
-        (Err(e), _) | (_, Err(e)) => {
+    let (src, dst) = match resolve_pair(c, p, &case.from, &case.to) {
+        Ok(pair) => pair,
+        Err(e) => {
             return CaseResult {
                 query: blank,
                 got: "",
@@ -287,6 +318,42 @@ pub fn describe_query(q: &FlowQuery) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// An identity with only IPv6 addresses is tested over IPv6 against a dual-stack one; a pair
+    /// with no family in common is a clear error.
+    #[test]
+    fn identity_endpoints_pick_a_common_family() {
+        let policy = r#"
+apiVersion: bulkhead.io/v1
+kind: Identity
+metadata: {name: v6only}
+spec: {labels: {app: a}, addresses: ['2001:db8:1::/48']}
+---
+apiVersion: bulkhead.io/v1
+kind: Identity
+metadata: {name: dual}
+spec: {labels: {app: b}, addresses: [198.18.1.0/24, '2001:db8:2::/48']}
+---
+apiVersion: bulkhead.io/v1
+kind: Policy
+metadata: {name: p}
+spec:
+  rules:
+    - {name: r, from: [{matchLabels: {app: a}}], to: [{matchLabels: {app: b}}], ports: [{protocol: tcp, port: 443}], action: allow}
+"#;
+        let p = crate::load::load_str("p.yaml", policy).unwrap();
+        let c = crate::compile::compile(&p, 1).unwrap();
+        let cases = parse_cases(
+            "c.yaml",
+            "cases:\n  - {from: v6only, to: dual, port: 443, expect: allow}\n\
+             \x20 - {from: 198.18.9.9, to: v6only, port: 443, expect: deny}\n",
+        )
+        .unwrap();
+        let r = run_case(&c, &p, &cases[0]);
+        assert!(r.pass && r.query.dst.is_ipv6(), "{r:?}");
+        let r = run_case(&c, &p, &cases[1]);
+        assert!(r.error.as_deref().is_some_and(|e| e.contains("share no address family")), "{r:?}");
+    }
 
     #[test]
     fn parses_a_case() {
