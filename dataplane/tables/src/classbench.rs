@@ -182,6 +182,17 @@ impl<'a> Cursor<'a> {
         ParseError { line: self.line, column, message: format!("expected {expected}, found {found}") }
     }
 
+    /// A number as written (not its saturated value), said to be over `max`.
+    fn too_large(&self, start: usize, what: &str, max: &str) -> ParseError {
+        let written = String::from_utf8_lossy(&self.s[start..self.pos]);
+        let shown: String = written.chars().take(24).collect();
+        let more = if written.chars().count() > 24 { "..." } else { "" };
+        ParseError {
+            message: format!("expected {what}, found `{shown}{more}` (more than {max})"),
+            ..self.err(start, what)
+        }
+    }
+
     fn peek(&self) -> Option<u8> {
         self.s.get(self.pos).copied()
     }
@@ -223,10 +234,7 @@ impl<'a> Cursor<'a> {
             return Err(self.err(start, what));
         }
         if v > max {
-            return Err(ParseError {
-                message: format!("expected {what} (at most {max}), found {v}"),
-                ..self.err(start, what)
-            });
+            return Err(self.too_large(start, what, &max.to_string()));
         }
         Ok(v)
     }
@@ -254,10 +262,7 @@ impl<'a> Cursor<'a> {
             return Err(self.err(start, what));
         }
         if v > max {
-            return Err(ParseError {
-                message: format!("expected {what} (at most {max:#x}), found {v:#x}"),
-                ..self.err(start, what)
-            });
+            return Err(self.too_large(start, what, &format!("{max:#x}")));
         }
         Ok(v)
     }
@@ -462,6 +467,11 @@ mod tests {
     fn rejects_port_over_65535() {
         let e = rule_err("@1.2.3.4/8\t2.3.4.5/28\t161 : 70000\t53 : 53\t0x11/0xFF\t0x0/0x0");
         assert!(e.message.contains("source port range end"), "{e}");
+        assert!(e.message.contains("found `70000` (more than 65535)"), "{e}");
+        // A number past u64 is shown as written, not as a saturated value.
+        let e =
+            rule_err("@1.2.3.4/8\t2.3.4.5/28\t161 : 99999999999999999999999\t53 : 53\t0x11/0xFF\t0x0/0x0");
+        assert!(e.message.contains("found `99999999999999999999999`"), "{e}");
     }
 
     #[test]
