@@ -345,6 +345,37 @@ impl IncrementalPolicy {
     /// # Errors
     /// As [`crate::compile`], for a rebuild that fails (the current policy stays).
     pub fn update_to(&mut self, new: Policy, max_changes: usize) -> Result<Applied, Diagnostics> {
+        let start = self.live.generation;
+        let applied = self.update_steps(new, max_changes)?;
+        Ok(self.as_one_generation(start, applied))
+    }
+
+    /// A new generation with no change (a reload of an unchanged policy still publishes one, as
+    /// a full rebuild would).
+    pub fn bump(&mut self) -> Applied {
+        self.commit(Vec::new()).0
+    }
+
+    /// [`IncrementalPolicy::update_to`] applies each rule change as its own commit; nobody saw
+    /// the intermediate sets, so the result is numbered `start + 1`, one generation per update.
+    fn as_one_generation(&mut self, start: u64, applied: Applied) -> Applied {
+        let g = start + 1;
+        if self.live.generation == g || matches!(applied, Applied::Unchanged) {
+            return applied;
+        }
+        // Unique: the new live set has not been handed out yet.
+        let Some(live) = Arc::get_mut(&mut self.live) else { return applied };
+        live.generation = g;
+        match applied {
+            Applied::Delta { entries_added, entries_removed, copied, .. } => {
+                Applied::Delta { generation: g, entries_added, entries_removed, copied }
+            }
+            Applied::Rebuilt { reason, .. } => Applied::Rebuilt { generation: g, reason },
+            Applied::Unchanged => Applied::Unchanged,
+        }
+    }
+
+    fn update_steps(&mut self, new: Policy, max_changes: usize) -> Result<Applied, Diagnostics> {
         let cur = self.policy();
         let same_base = same_identities(&cur.identities, &new.identities)
             && same_acls(&cur.acl_tiers, &new.acl_tiers)
@@ -385,19 +416,20 @@ impl IncrementalPolicy {
         if removed.len() + added.len() > max_changes || kept_old != kept_new {
             return self.replace(new, "too many rule changes, or rules reordered");
         }
-        let mut last = Applied::Unchanged;
+        let mut total = Applied::Unchanged;
         let mut rebuilt = None;
         for name in &removed {
-            last = self.remove_rule(name).expect("a current rule");
+            total = sum(total, self.remove_rule(name).expect("a current rule"));
         }
         for &i in &added {
             let pos = if i == 0 { Position::Start } else { Position::After(new.rules[i - 1].name.clone()) };
-            last = self.add_rule(new.rules[i].clone(), pos).expect("anchors exist, names are free");
-            if let Applied::Rebuilt { .. } = last {
-                rebuilt = Some(last.clone());
+            let step = self.add_rule(new.rules[i].clone(), pos).expect("anchors exist, names are free");
+            if let Applied::Rebuilt { .. } = step {
+                rebuilt = Some(step.clone());
             }
+            total = sum(total, step);
         }
-        Ok(rebuilt.unwrap_or(last))
+        Ok(rebuilt.unwrap_or(total))
     }
 
     /// Replaces the policy by `p` with a full rebuild.
@@ -472,6 +504,19 @@ impl IncrementalPolicy {
         std::mem::swap(&mut self.live, &mut self.spare);
         self.pending = ops;
         (Applied::Delta { generation, entries_added: added, entries_removed: removed, copied }, ids)
+    }
+}
+
+/// Two steps of one update as one: entry counts add up, the later generation stands.
+fn sum(a: Applied, b: Applied) -> Applied {
+    match (a, b) {
+        (
+            Applied::Delta { entries_added: a1, entries_removed: r1, copied: c1, .. },
+            Applied::Delta { generation, entries_added: a2, entries_removed: r2, copied: c2 },
+        ) => {
+            Applied::Delta { generation, entries_added: a1 + a2, entries_removed: r1 + r2, copied: c1 || c2 }
+        }
+        (_, b) => b,
     }
 }
 

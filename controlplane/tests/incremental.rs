@@ -285,15 +285,23 @@ fn update_to_applies_a_few_rule_changes_as_deltas() {
         .insert(1, rule("p/mid", labels_sel("zone", "prod"), labels_sel("zone", "prod"), 443, Action::Allow));
     next.rules[0].ports[0].dport = (5433, 5433); // changed: remove + add
     let a = inc.update_to(next.clone(), 8).unwrap();
-    assert!(matches!(a, Applied::Delta { .. }), "{a:?}");
+    // Three steps (remove, add, add), one generation; the entry counts add up.
+    assert!(
+        matches!(a, Applied::Delta { generation: 2, entries_added: 3.., entries_removed: 1.., .. }),
+        "{a:?}"
+    );
+    assert_eq!(inc.current().generation, 2);
     let names: Vec<String> = inc.policy().rules.iter().map(|r| r.name.clone()).collect();
     assert_eq!(names, ["p/a", "p/mid", "p/b"]);
     same_answers(&inc.current(), &next, 5, 0).unwrap();
     // An identity change is a rebuild.
     let mut moved = next.clone();
     moved.identities[0].labels.insert("tier".into(), "db".into());
-    assert!(matches!(inc.update_to(moved.clone(), 8).unwrap(), Applied::Rebuilt { .. }));
+    assert!(matches!(inc.update_to(moved.clone(), 8).unwrap(), Applied::Rebuilt { generation: 3, .. }));
     same_answers(&inc.current(), &moved, 6, 0).unwrap();
+    // No change still makes a generation when asked (a reload always publishes one).
+    assert!(matches!(inc.bump(), Applied::Delta { generation: 4, entries_added: 0, entries_removed: 0, .. }));
+    same_answers(&inc.current(), &moved, 7, 0).unwrap();
 }
 
 #[test]

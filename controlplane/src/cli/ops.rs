@@ -271,13 +271,14 @@ pub fn reload(a: ReloadArgs) -> ExitCode {
     call(&a.opt, &Request::Reload { path }, Duration::from_secs(120), |v| {
         let r: ReloadData = decode(v)?;
         let mut o = format!(
-            "reloaded {}: generation {} ({} identities, {} rules, {} ACL lines) in {:.1} ms\n",
+            "reloaded {}: generation {} ({} identities, {} rules, {} ACL lines) in {:.1} ms{}\n",
             r.path.display(),
             r.generation,
             r.identities,
             r.rules,
             r.acl_rules,
-            r.took_ms
+            r.took_ms,
+            if r.applied.is_empty() { String::new() } else { format!(", {}", r.applied) }
         );
         for w in r.warnings {
             let _ = writeln!(o, "warning: {w}");

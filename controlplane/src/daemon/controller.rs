@@ -5,6 +5,15 @@
 //! table is never visible. When any step fails the running generation stays in force, the error
 //! (positioned, from the policy loader) is logged, counted and returned.
 //!
+//! A reload goes through an [`IncrementalPolicy`]: when only identity rules changed (at most
+//! [`RELOAD_MAX_DELTAS`] of them, the others in the same order), they are applied as incremental
+//! updates, microseconds each, and published as one generation without copying the tables;
+//! anything else (identities, ACL tiers, settings, quarantine objects) is a full rebuild. The
+//! updater is built by the first reload (a full build) and kept; it costs a second copy of the
+//! classifiers and the compile index (about 60 MB at 100k rules). A quarantine change publishes
+//! a plain compile (the shortest time to contain) and drops the updater, which the next reload
+//! rebuilds.
+//!
 //! Quarantine is a generation like any other: the runtime quarantine list (`bulkhead quarantine
 //! add`) is merged into the loaded policy's own `Quarantine` objects and the whole policy is
 //! recompiled, so workers revalidate established flows against it on their next packet and cut
@@ -20,7 +29,9 @@ use super::state::{
 };
 use crate::compile::{compile, CompiledPolicy};
 use crate::diag::Loc;
+use crate::incremental::{Applied, IncrementalPolicy};
 use crate::model::{Cidr, Policy, PortMatch, QuarantineExceptionSpec, ANY_PORT};
+use bulkhead_tables::TableSet;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
@@ -38,7 +49,13 @@ pub struct ReloadOutcome {
     pub took_ms: f64,
     /// Runtime quarantine entries naming an identity the new policy no longer has.
     pub warnings: Vec<String>,
+    /// How the tables were made: `incremental: ...` or `full build ...`.
+    #[serde(default)]
+    pub applied: String,
 }
+
+/// Rule changes a reload applies as incremental updates; more is a full rebuild.
+pub const RELOAD_MAX_DELTAS: usize = 64;
 
 /// Loads and validates the policy at `path`.
 ///
@@ -138,6 +155,49 @@ struct Inner {
     path: PathBuf,
     policy: Policy,
     runtime: Vec<QuarantineEntry>,
+    /// The updater that made the running generation, if a reload made it (see the module docs).
+    inc: Option<IncrementalPolicy>,
+}
+
+impl Inner {
+    /// The next generation's tables for `full` (the policy with the runtime quarantine merged),
+    /// whether they continue the running generation's lineage (an incremental update), and how
+    /// they were made. On error the updater is dropped: the next reload starts afresh.
+    fn reload_tables(
+        &mut self,
+        full: Policy,
+        generation: u64,
+    ) -> Result<(Arc<TableSet>, bool, String), String> {
+        let usable = self.inc.as_ref().is_some_and(|i| i.generation() + 1 == generation);
+        let Some(inc) = self.inc.as_mut().filter(|_| usable) else {
+            self.inc = None; // free the stale copy before building the next one
+            let inc = IncrementalPolicy::new(full, generation).map_err(|d| d.to_string())?;
+            let t = inc.current();
+            self.inc = Some(inc);
+            return Ok((t, false, "full build".to_string()));
+        };
+        let applied = match inc.update_to(full, RELOAD_MAX_DELTAS) {
+            Ok(Applied::Unchanged) => inc.bump(),
+            Ok(a) => a,
+            Err(d) => {
+                self.inc = None;
+                return Err(d.to_string());
+            }
+        };
+        let t = inc.current();
+        Ok(match applied {
+            Applied::Delta { entries_added, entries_removed, copied, .. } => (
+                t,
+                true,
+                format!(
+                    "incremental: {entries_added} classifier entries added, {entries_removed} removed{}",
+                    if copied { " (tables copied: a reader held the spare)" } else { "" }
+                ),
+            ),
+            Applied::Rebuilt { reason, .. } => (t, false, format!("full build ({reason})")),
+            Applied::Unchanged => (t, false, "unchanged".to_string()),
+        })
+    }
 }
 
 /// Serializes reloads and quarantine changes against one [`State`].
@@ -169,7 +229,7 @@ impl Controller {
         for e in &mut runtime {
             e.generation = generation;
         }
-        let c = Self { state, inner: Mutex::new(Inner { path, policy, runtime }), state_file };
+        let c = Self { state, inner: Mutex::new(Inner { path, policy, runtime, inc: None }), state_file };
         c.publish_entries(&super::state::lock(&c.inner), generation);
         c
     }
@@ -238,19 +298,21 @@ impl Controller {
         let mut inner = super::state::lock(&self.inner);
         let path = path.unwrap_or_else(|| inner.path.clone());
         let t0 = Instant::now();
-        let res = (|| -> Result<(Policy, PolicyInfo), String> {
+        let res = (|| -> Result<(Policy, PolicyInfo, String), String> {
             let policy = load(&path)?;
             let generation = self.state.current().generation + 1;
             self.sync_runtime_from_state(&mut inner);
-            let compiled = compile_with(&policy, &inner.runtime, generation)?;
-            let info = policy_info(&path, &policy, generation, "reload");
-            self.state
-                .publish(compiled.tables, info.clone())
-                .map_err(|e| format!("generation {} does not follow {}", e.offered, e.current))?;
-            Ok((policy, info))
+            let full = with_runtime_quarantine(&policy, &inner.runtime);
+            let (tables, lineage, applied) = inner.reload_tables(full, generation)?;
+            let info = policy_info(&path, &policy, tables.generation, "reload");
+            self.state.publish_arc(tables, info.clone(), lineage).map_err(|e| {
+                inner.inc = None;
+                format!("generation {} does not follow {}", e.offered, e.current)
+            })?;
+            Ok((policy, info, applied))
         })();
         match res {
-            Ok((policy, info)) => {
+            Ok((policy, info, applied)) => {
                 let warnings: Vec<String> = inner
                     .runtime
                     .iter()
@@ -276,8 +338,9 @@ impl Controller {
                     acl_rules: info.acl_rules,
                     took_ms: t0.elapsed().as_secs_f64() * 1e3,
                     warnings,
+                    applied,
                 };
-                tracing::info!(generation = out.generation, path = %out.path.display(), took_ms = out.took_ms, "policy reloaded");
+                tracing::info!(generation = out.generation, path = %out.path.display(), took_ms = out.took_ms, applied = %out.applied, "policy reloaded");
                 Ok(out)
             }
             Err(e) => {
@@ -323,7 +386,7 @@ impl Controller {
             restored: false,
         };
         inner.runtime.push(entry);
-        let res = self.publish_quarantine_change(&inner);
+        let res = self.publish_quarantine_change(&mut inner);
         match res {
             Ok(g) => {
                 let e = inner.runtime.last_mut().expect("pushed above");
@@ -347,7 +410,8 @@ impl Controller {
 
     /// Compiles the policy with the current runtime quarantines as the next generation and
     /// publishes it (the one path both quarantine verbs take). Called with the writer lock held.
-    fn publish_quarantine_change(&self, inner: &Inner) -> Result<u64, String> {
+    fn publish_quarantine_change(&self, inner: &mut Inner) -> Result<u64, String> {
+        inner.inc = None; // its tables no longer make the running generation
         let generation = self.state.current().generation + 1;
         compile_with(&inner.policy, &inner.runtime, generation).and_then(|c| {
             let info = policy_info(&inner.path, &inner.policy, generation, "quarantine");
@@ -375,7 +439,7 @@ impl Controller {
             });
         };
         let removed = inner.runtime.remove(i);
-        let res = self.publish_quarantine_change(&inner);
+        let res = self.publish_quarantine_change(&mut inner);
         match res {
             Ok(g) => {
                 self.publish_entries(&inner, g);
@@ -486,6 +550,54 @@ spec:
         assert_eq!(c.policy_path(), f.0, "a failed reload does not change the default path");
         assert_eq!(c.state().reloads.failed.load(Ordering::Relaxed), 1);
         assert!(c.state().reloads.last_failure.lock().unwrap().is_some());
+    }
+
+    /// The first reload builds the updater; the next ones apply rule changes incrementally, as
+    /// one generation each, and the flow-log naming of older generations of the lineage holds.
+    #[test]
+    fn reloads_after_the_first_are_incremental() {
+        let f = write_policy(POLICY);
+        let c = controller(&f.0);
+        let https = q("198.18.1.10", "198.19.1.10", 443);
+        let out = c.reload(None).unwrap();
+        assert_eq!((out.generation, out.applied.as_str()), (2, "full build"));
+        let out = c.reload(None).unwrap();
+        assert_eq!(out.generation, 3);
+        assert!(out.applied.starts_with("incremental: 0 classifier entries added"), "{}", out.applied);
+
+        // Two rule changes: port 80 becomes 443, and a new deny. One generation.
+        let edited = POLICY.replace("port: 80}", "port: 443}")
+            + "    - name: no-ssh\n      from: [{matchLabels: {zone: corp}}]\n      to: [{matchLabels: {app: web}}]\n      ports: [{protocol: tcp, port: 22}]\n      action: deny\n";
+        std::fs::write(&f.0, edited).unwrap();
+        let out = c.reload(None).unwrap();
+        assert_eq!(out.generation, 4);
+        assert!(
+            out.applied.starts_with("incremental: 2 classifier entries added, 1 removed"),
+            "{}",
+            out.applied
+        );
+        let t = c.state().current();
+        assert_eq!(t.generation, 4);
+        let d = t.judge(&https).decision;
+        assert!(matches!(d, Decision::Allow { .. }));
+        assert_eq!(t.rule_name(d), Some("corp-to-web/corp-http"));
+        assert!(matches!(t.judge(&q("198.18.1.10", "198.19.1.10", 80)).decision, Decision::DefaultDeny));
+        assert!(matches!(t.judge(&q("198.18.1.10", "198.19.1.10", 22)).decision, Decision::Deny { .. }));
+        // Generation 2's rule ids still name their rules in the lineage's newest set.
+        let old = c.state().tables_for(2);
+        assert_eq!(old.generation, 4);
+        assert_eq!(old.rule_name(Decision::Allow { tier: 0, rule: 0 }), Some("corp-to-web/corp-http"));
+
+        // An identity change is a full build; a quarantine drops the updater.
+        std::fs::write(&f.0, POLICY.replace("198.19.1.10/32", "198.19.1.11/32")).unwrap();
+        assert!(c.reload(None).unwrap().applied.starts_with("full build ("));
+        c.quarantine_add("corp".parse().unwrap(), vec![], 5).unwrap();
+        let out = c.reload(None).unwrap();
+        assert_eq!((out.generation, out.applied.as_str()), (7, "full build"));
+        assert_eq!(
+            c.state().current().judge(&q("198.18.1.10", "198.19.1.11", 80)).decision,
+            Decision::Quarantined
+        );
     }
 
     #[test]

@@ -10,10 +10,14 @@
 //!   `Arc`s listed in [`WorkerHandle`] (engine contract: once per batch, lock-free), and load the
 //!   table set from [`State::tables`] once per batch. Everything else here is read or written by
 //!   control-plane threads, so plain mutexes are fine: none is held across I/O or a compile.
-//! - Table sets are published only through [`State::publish`], which serializes writers, keeps
-//!   the last [`RECENT_TABLES`] generations (so a flow-log record or a flow listing produced under
-//!   an older generation is still named with that generation's rule and identity names) and
-//!   updates [`PolicyInfo`].
+//! - Table sets are published only through [`State::publish`] / [`State::publish_arc`], which
+//!   keep the last [`RECENT_TABLES`] generations (so a flow-log record or a flow listing produced
+//!   under an older generation is still named with that generation's rule and identity names) and
+//!   update [`PolicyInfo`]. An incremental update continues a *lineage*: its rule ids extend the
+//!   previous generation's (ids are never reused, removed rules keep their names) and identities
+//!   are unchanged, so the newest set of a lineage names every generation of it, and only that
+//!   one is kept. Keeping the older ones would pin the incremental updater's spare copy (see
+//!   [`crate::incremental`]) and force a deep copy on every update.
 //! - Time: the engine's clock is `CLOCK_MONOTONIC` in nanoseconds ([`bulkhead_xdp::monotonic_ns`]).
 //!   `State` records the wall clock and the monotonic clock at start, so monotonic stamps (flow
 //!   events, quarantine commands) convert to wall time with [`State::wall_from_mono`].
@@ -434,7 +438,8 @@ pub struct CountersView {
 #[derive(Debug)]
 pub struct State {
     tables: Arc<TableHandle>,
-    recent: Mutex<VecDeque<Arc<TableSet>>>,
+    /// (first generation it names, newest table set of that lineage).
+    recent: Mutex<VecDeque<(u64, Arc<TableSet>)>>,
     publish_lock: Mutex<()>,
     policy: RwLock<PolicyInfo>,
     started_unix: f64,
@@ -468,7 +473,8 @@ impl State {
         workers: Vec<WorkerHandle>,
     ) -> Self {
         let mut recent = VecDeque::with_capacity(RECENT_TABLES);
-        recent.push_back(tables.load());
+        let first = tables.load();
+        recent.push_back((first.generation, first));
         State {
             tables,
             recent: Mutex::new(recent),
@@ -504,8 +510,8 @@ impl State {
         recent
             .iter()
             .rev()
-            .find(|t| t.generation == generation)
-            .cloned()
+            .find(|(first, t)| (*first..=t.generation).contains(&generation))
+            .map(|(_, t)| Arc::clone(t))
             .unwrap_or_else(|| self.tables.load())
     }
 
@@ -520,14 +526,33 @@ impl State {
     /// # Errors
     /// When the generation does not increase (the running set stays).
     pub fn publish(&self, next: TableSet, info: PolicyInfo) -> Result<u64, PublishError> {
-        let g = self.tables.publish(next)?;
-        let published = self.tables.load();
+        self.publish_arc(Arc::new(next), info, false)
+    }
+
+    /// Publishes a table set the caller keeps a reference to (the incremental updater's). With
+    /// `continues_lineage`, `next` was made from the current set by an incremental update and
+    /// replaces it in the recent list (see the module docs).
+    ///
+    /// # Errors
+    /// When the generation does not increase (the running set stays).
+    pub fn publish_arc(
+        &self,
+        next: Arc<TableSet>,
+        info: PolicyInfo,
+        continues_lineage: bool,
+    ) -> Result<u64, PublishError> {
+        let g = self.tables.publish_arc(Arc::clone(&next))?;
         {
             let mut recent = lock(&self.recent);
-            if recent.len() == RECENT_TABLES {
-                recent.pop_front();
+            match recent.back_mut() {
+                Some(last) if continues_lineage => last.1 = next,
+                _ => {
+                    if recent.len() == RECENT_TABLES {
+                        recent.pop_front();
+                    }
+                    recent.push_back((g, next));
+                }
             }
-            recent.push_back(published);
         }
         *self.policy.write().unwrap_or_else(std::sync::PoisonError::into_inner) = info;
         Ok(g)
@@ -809,6 +834,17 @@ mod tests {
         assert_eq!(s.tables_for(2).generation, 12, "evicted generations fall back to the current");
         assert!(s.publish(TableSet::empty(5), info(5)).is_err());
         assert_eq!(s.policy().generation, 12);
+        // An incremental lineage: 13 starts it, 14 and 15 continue it; the newest names all three
+        // and is the only one kept (an older copy would pin the updater's spare).
+        s.publish(TableSet::empty(13), info(13)).unwrap();
+        let mid = Arc::new(TableSet::empty(14));
+        s.publish_arc(Arc::clone(&mid), info(14), true).unwrap();
+        s.publish_arc(Arc::new(TableSet::empty(15)), info(15), true).unwrap();
+        assert_eq!(Arc::strong_count(&mid), 1, "the recent list no longer holds generation 14");
+        for g in 13..=15 {
+            assert_eq!(s.tables_for(g).generation, 15);
+        }
+        assert_eq!(s.tables_for(12).generation, 12);
     }
 
     #[test]
