@@ -1,9 +1,9 @@
 //! The naive reference evaluator: interprets a [`Policy`] directly, rule by rule, with none of
 //! the compiler's machinery (no atoms, no ranges, no classifier, no LPM structure).
 //!
-//! It encodes DESIGN.md's verdict semantics a second time, as plainly as possible, so that the
-//! compiled `TableSet::judge` can be checked against it (property tests) and so that `policy
-//! trace` can list *every* rule that matches, not just the one that decided.
+//! It encodes the verdict semantics (docs/policy.md) a second time, as plainly as possible, so
+//! that the compiled `TableSet::judge` can be checked against it (property tests) and so that
+//! `policy trace` can list *every* rule that matches, not just the one that decided.
 
 use crate::model::*;
 use bulkhead_tables::{Action, FlowQuery, Mode};

@@ -9,7 +9,7 @@
 //! Nothing here knows about YAML, files or the CLI: `bulkhead-tables` depends on no crate of the
 //! control plane. Tests and benchmarks build table sets directly with the builders below.
 //!
-//! # Verdict semantics (see DESIGN.md)
+//! # Verdict semantics (docs/policy.md "Verdicts, precedence and modes")
 //! 1. Quarantine: a packet whose source or destination is quarantined is dropped unless it matches
 //!    a quarantine exception.
 //! 2. Each tier (the identity-rule tier and every ordered ACL tier) yields at most one decision:
