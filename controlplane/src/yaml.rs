@@ -72,6 +72,19 @@ enum Frame {
 /// # Errors
 /// The first syntax error, or every duplicate key / alias found, positioned.
 pub fn load_documents(file: &Arc<str>, src: &str) -> Result<Vec<Node>, Diagnostics> {
+    // The YAML parser takes a NUL as the end of the input, which would silently drop the rest of
+    // the file (rules included): refuse it where it is.
+    if let Some(at) = src.find('\0') {
+        let before = &src[..at];
+        let line = before.matches('\n').count() + 1;
+        let col = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+        let loc =
+            Loc::new(file, u32::try_from(line).unwrap_or(u32::MAX), u32::try_from(col).unwrap_or(u32::MAX));
+        return Err(Diagnostics::single(
+            &loc,
+            "a NUL byte (0x00) is not allowed in YAML: is this a binary file?",
+        ));
+    }
     let mut parser = Parser::new_from_str(src);
     let mut docs = Vec::new();
     let mut stack: Vec<Frame> = Vec::new();
@@ -355,6 +368,13 @@ mod tests {
     fn multiple_documents() {
         let docs = load_documents(&f(), "a: 1\n---\nb: 2\n---\n").unwrap();
         assert_eq!(docs.len(), 2);
+    }
+
+    /// The parser would stop at a NUL and keep what came before: an error at its place instead.
+    #[test]
+    fn nul_byte_is_an_error_at_its_place() {
+        let e = load_documents(&Arc::from("f"), "a: 1\nb: x\0y\nc: 3\n").unwrap_err().to_string();
+        assert!(e.contains("f:2:5") && e.contains("NUL byte"), "{e}");
     }
 
     #[test]
