@@ -99,7 +99,7 @@ fn quarantined(p: &Policy, q: &FlowQuery, src: Option<usize>, dst: Option<usize>
 /// A quarantine exception: connections to the peer on a listed protocol / destination port;
 /// an entry that restricts neither (or no `ports` at all) admits any traffic with the peer,
 /// the peer's own connections included.
-fn exception(p: &Policy, q: &FlowQuery) -> bool {
+pub fn exception(p: &Policy, q: &FlowQuery) -> bool {
     p.quarantine.exceptions.iter().any(|e| {
         let ports = if e.ports.is_empty() { vec![PortMatch::ANY] } else { e.ports.clone() };
         ports.iter().any(|pm| {
@@ -114,11 +114,18 @@ fn exception(p: &Policy, q: &FlowQuery) -> bool {
 /// Judges a connection-opening query the slow, obvious way.
 pub fn judge(p: &Policy, q: &FlowQuery) -> RefJudgement {
     let (src, dst) = (identity_of(p, q.src), identity_of(p, q.dst));
+    let rules = rule_judgement(p, q, src, dst);
     if quarantined(p, q, src, dst) {
-        let decision =
-            if exception(p, q) { RefDecision::QuarantineException } else { RefDecision::Quarantined };
+        // An exception exempts only what the rules allow (quarantine never grants access).
+        let exempt = exception(p, q) && matches!(rules.decision, RefDecision::Allow(_));
+        let decision = if exempt { RefDecision::QuarantineException } else { RefDecision::Quarantined };
         return RefJudgement { src, dst, decision, mode: Mode::Enforce };
     }
+    rules
+}
+
+/// The judgement of the rules alone, as if nothing were quarantined.
+fn rule_judgement(p: &Policy, q: &FlowQuery, src: Option<usize>, dst: Option<usize>) -> RefJudgement {
     let inherited = segment_mode(p, dst).or_else(|| segment_mode(p, src)).unwrap_or(p.settings.mode);
     let all = rule_decision(p, q, src, dst, false);
     // An explicit monitor deny only reports: the packet passes only if the policy without monitor

@@ -113,9 +113,15 @@ pub fn explain(p: &Policy, c: &CompiledPolicy, q: &FlowQuery) -> String {
         Decision::Deny { .. } => format!("deny rule {} (a deny beats any allow)", decided_by(c, j.decision)),
         Decision::Allow { .. } => format!("allow rule {} (no deny matches)", decided_by(c, j.decision)),
         Decision::DefaultDeny => "default deny (no rule allows this flow)".to_string(),
+        Decision::Quarantined if reference::exception(p, q) => concat!(
+            "quarantine (a quarantine exception matches, but no rule allows this flow: ",
+            "an exception only exempts traffic the policy allows)"
+        )
+        .to_string(),
         Decision::Quarantined => "quarantine (no quarantine exception matches)".to_string(),
         Decision::QuarantineException => {
-            "quarantine exception (quarantined, but the peer is an exception)".to_string()
+            "quarantine exception (quarantined, but the peer is an exception and a rule allows the flow)"
+                .to_string()
         }
     };
     let _ = writeln!(out, "decided by   {why}");

@@ -51,7 +51,8 @@ pub enum QuarantineCmd {
     Add {
         /// Address, CIDR or identity name.
         target: String,
-        /// Traffic that still passes: CIDR[:[PROTO/]PORT[-PORT]] (e.g. a forensics host).
+        /// Allowed traffic that still passes: CIDR[:[PROTO/]PORT[-PORT]] (e.g. a forensics host); an
+        /// exception never opens what the policy does not allow.
         #[arg(long = "except", value_name = "CIDR[:PORTS]")]
         exceptions: Vec<String>,
         /// Wait this long (ms) for the first enforced drop to report the time to contain.

@@ -493,6 +493,11 @@ spec:
       to: [{matchLabels: {app: web}}]
       ports: [{protocol: tcp, port: 80}]
       action: allow
+    - name: corp-forensics-ssh
+      from: [{matchLabels: {zone: corp}}]
+      to: [{cidr: 198.19.9.9/32}]
+      ports: [{protocol: tcp, port: 22}]
+      action: allow
 "#;
 
     struct Tmp(PathBuf);

@@ -145,7 +145,11 @@ fn quarantine_cuts_established_flows_except_exceptions_and_records_time_to_conta
     // Quarantine the client, with an exception for DNS to the server (a "forensics host").
     let mut g2 = web_policy(2);
     g2.quarantine.identities = vec![CLIENT];
-    g2.quarantine.exceptions = vec![QuarantineException { peer: (s, 32), proto: Some(17), ports: (53, 53) }];
+    // A second exception names a port the policy never allowed: it must not open it.
+    g2.quarantine.exceptions = vec![
+        QuarantineException { peer: (s, 32), proto: Some(17), ports: (53, 53) },
+        QuarantineException { peer: (s, 32), proto: Some(17), ports: (5353, 5353) },
+    ];
     h.advance(5_000);
     let published_at = h.now;
     h.advance(1_000);
@@ -159,10 +163,15 @@ fn quarantine_cuts_established_flows_except_exceptions_and_records_time_to_conta
         drop_(DropReason::Quarantined),
         "peer picks source port 53 to reach ssh"
     );
+    assert_eq!(
+        h.send(&g2, &Frame::udp(c, s, 5000, 5353).build()),
+        drop_(DropReason::Quarantined),
+        "an exception exempts only what the policy allows"
+    );
     let snap = h.snap();
     assert_eq!(snap.quarantine_first_drop_generation, 2);
     assert_eq!(snap.quarantine_first_drop_ns - published_at, 1_000, "time to contain");
-    assert_eq!(snap.drop_count(DropReason::Quarantined), 3);
+    assert_eq!(snap.drop_count(DropReason::Quarantined), 4);
     let ev = events(&q);
     assert!(ev
         .iter()

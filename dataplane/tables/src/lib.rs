@@ -11,7 +11,8 @@
 //!
 //! # Verdict semantics (docs/policy.md "Verdicts, precedence and modes")
 //! 1. Quarantine: a packet whose source or destination is quarantined is dropped unless it matches
-//!    a quarantine exception.
+//!    a quarantine exception *and* the rules below allow it. An exception exempts allowed traffic
+//!    from the quarantine; it never grants access the policy does not (quarantine only removes).
 //! 2. Each tier (the identity-rule tier and every ordered ACL tier) yields at most one decision:
 //!    the identity tier is deny-overrides (any matching deny beats any matching allow), an ACL tier
 //!    is first-match in line order.
@@ -251,12 +252,17 @@ impl TableSet {
     #[inline]
     pub fn decide(&self, q: &FlowQuery, src_id: IdentityId, dst_id: IdentityId) -> Decision {
         if !self.quarantine.is_empty() && self.is_quarantined(q.src, src_id, q.dst, dst_id) {
-            return if self.quarantine_exception(q) {
-                Decision::QuarantineException
-            } else {
-                Decision::Quarantined
-            };
+            // An exception only exempts traffic the policy allows: quarantine never grants access.
+            let exempt = self.quarantine_exception(q)
+                && matches!(self.decide_rules(q, src_id, dst_id), Decision::Allow { .. });
+            return if exempt { Decision::QuarantineException } else { Decision::Quarantined };
         }
+        self.decide_rules(q, src_id, dst_id)
+    }
+
+    /// The decision of the rule tiers alone (no quarantine).
+    #[inline]
+    fn decide_rules(&self, q: &FlowQuery, src_id: IdentityId, dst_id: IdentityId) -> Decision {
         match self.decide_tiers(q, src_id, dst_id, false) {
             // An explicit `monitor` deny only reports: it lets a packet through only when the
             // policy without monitor denies would let it through. Otherwise that policy decides
