@@ -22,14 +22,22 @@
 //!   share one new generation (the initial policy is generation 1); swaps apply before
 //!   quarantines. A quarantine is operator state, like `bulkhead quarantine add` on the daemon: it
 //!   stays in force across later swaps. A target is an address, a CIDR, or an identity name (that
-//!   must exist in the policy in force at that point). Every policy is loaded and validated before
-//!   the first packet, so a broken `--swap` file fails the run before any output.
+//!   must exist in the policy in force at that point). Every policy is loaded and validated, and
+//!   every identity target checked, before the first packet, so a broken `--swap` file or an
+//!   unknown identity fails the run before any output.
 //! - **Time to contain.** For each quarantine the summary reports the first later packet dropped
 //!   as `quarantined` whose source or destination is the target, and the capture time from the
 //!   change to that drop.
 //! - **Outputs.** `--pass-out` receives every forwarded frame (pass and would-deny, released
 //!   fragments included), `--drop-out` every dropped frame and every fragment still held at the
 //!   end; both are pcap with nanosecond timestamps carrying the original capture time and length.
+//! - **Snapped captures.** A record shorter than its original length (a capture taken with a snap
+//!   length, `tcpdump -s 96`) is judged at its wire length with the missing bytes as zeros, so its
+//!   IP and L4 lengths hold; the policy reads headers, never payload. Such records are counted
+//!   (`snapped` in the summary) and written to the outputs as captured. pcap records are read raw
+//!   and validated here, because pcap-file 2.0 refuses an original length past the snap length.
+//! - **Damage.** A truncated or corrupt capture is replayed up to the damage, summarised, and
+//!   then reported as an error (exit 1), naming the last good packet.
 //!
 //! pcap-file 2.0 reads pcapng Enhanced Packet Block timestamps as raw units; this module converts
 //! them with the interface's `if_tsresol` (default microseconds) and `if_tsoffset`.
@@ -58,6 +66,9 @@ use std::time::Duration;
 /// Default flow-table capacity of the replay worker (the daemon's default is larger; a capture
 /// rarely needs it and the table is allocated up front).
 pub const DEFAULT_FLOW_CAPACITY: u32 = 1 << 18;
+
+/// The longest frame a snapped record is padded back to (a 64 KiB IP packet in a QinQ frame).
+const MAX_WIRE_FRAME: usize = 65_535 + 22;
 
 /// Everything that can stop a replay.
 #[derive(Debug)]
@@ -238,14 +249,32 @@ impl<R: Read> CaptureReader<R> {
     /// A truncated or corrupt record, or a pcapng packet on a non-Ethernet interface.
     pub fn next_packet(&mut self) -> Option<Result<CapturedPacket<'_>, String>> {
         let (ts_ns, orig_len) = match &mut self.inner {
-            Inner::Pcap(reader) => match reader.next_packet()? {
-                Ok(p) => {
-                    self.buf.clear();
-                    self.buf.extend_from_slice(&p.data);
-                    (u64::try_from(p.timestamp.as_nanos()).unwrap_or(u64::MAX), p.orig_len)
+            // Raw records, validated here: pcap-file 2.0's own check refuses `orig_len > snaplen`,
+            // which every capture taken with a snap length (`tcpdump -s 96`) has.
+            Inner::Pcap(reader) => {
+                let nanos = reader.header().ts_resolution == TsResolution::NanoSecond;
+                match reader.next_raw_packet()? {
+                    Ok(p) => {
+                        let frac_ns = if nanos { Some(p.ts_frac) } else { p.ts_frac.checked_mul(1000) };
+                        let Some(frac_ns) = frac_ns.filter(|&f| f < 1_000_000_000) else {
+                            return Some(Err(format!(
+                                "corrupt record: timestamp fraction {} is out of range",
+                                p.ts_frac
+                            )));
+                        };
+                        if p.incl_len > p.orig_len {
+                            return Some(Err(format!(
+                                "corrupt record: captured length {} exceeds the original length {}",
+                                p.incl_len, p.orig_len
+                            )));
+                        }
+                        self.buf.clear();
+                        self.buf.extend_from_slice(&p.data);
+                        (u64::from(p.ts_sec) * 1_000_000_000 + u64::from(frac_ns), p.orig_len)
+                    }
+                    Err(e) => return Some(Err(record_error(e))),
                 }
-                Err(e) => return Some(Err(record_error(e))),
-            },
+            }
             Inner::PcapNg { reader, ifaces } => loop {
                 let block = match reader.next_block()? {
                     Ok(b) => b,
@@ -669,8 +698,19 @@ impl PacketRecord<'_> {
             self.reason(),
             self.rule_label(),
             self.generation,
-            describe(self.data)
+            self.summary()
         )
+    }
+
+    /// [`describe`] of the frame as judged: a snapped frame at its wire length.
+    fn summary(&self) -> String {
+        if (self.orig_len as usize) > self.data.len() && self.data.len() < MAX_WIRE_FRAME {
+            let mut whole = self.data.to_vec();
+            whole.resize((self.orig_len as usize).min(MAX_WIRE_FRAME), 0);
+            format!("{} (snapped at {} of {} bytes)", describe(&whole), self.data.len(), self.orig_len)
+        } else {
+            describe(self.data)
+        }
     }
 
     /// One JSON object (a line of `--json` output).
@@ -684,7 +724,7 @@ impl PacketRecord<'_> {
             "rule": self.rule,
             "generation": self.generation,
             "len": self.data.len(),
-            "packet_summary": describe(self.data),
+            "packet_summary": self.summary(),
         });
         if self.stage != Stage::Judged {
             v["stage"] = json!(match self.stage {
@@ -747,6 +787,8 @@ pub struct Summary {
     pub released: u64,
     /// Early fragments still held at the end.
     pub held_at_end: u64,
+    /// Frames the capture cut short (snap length): judged with the missing bytes as zeros.
+    pub snapped: u64,
     pub drops: BTreeMap<&'static str, u64>,
     /// Packets per deciding rule label (rules, `(default deny)`, ...).
     pub rules: BTreeMap<String, u64>,
@@ -776,6 +818,13 @@ impl Summary {
         if self.packets > 0 {
             let _ =
                 writeln!(s, "  capture span: {} s", secs(self.last_ts_ns.saturating_sub(self.first_ts_ns)));
+        }
+        if self.snapped > 0 {
+            let _ = writeln!(
+                s,
+                "  snapped: {} frames shorter than on the wire (capture snap length), judged with the missing bytes as zeros",
+                self.snapped
+            );
         }
         if !self.drops.is_empty() {
             let d: Vec<String> = self.drops.iter().map(|(k, v)| format!("{k} {v}")).collect();
@@ -840,6 +889,7 @@ impl Summary {
             "dropped": self.dropped,
             "released": self.released,
             "held_at_end": self.held_at_end,
+            "snapped": self.snapped,
             "drops": self.drops,
             "rules": self.rules,
             "first_ts_ns": self.first_ts_ns,
@@ -902,6 +952,8 @@ pub struct Replayer {
     clock: u64,
     held: Vec<Held>,
     released: Vec<(Vec<u8>, Verdict)>,
+    /// Scratch for a snapped frame padded to its wire length.
+    padded: Vec<u8>,
     watches: Vec<Watch>,
     summary: Summary,
 }
@@ -1000,6 +1052,7 @@ impl Replayer {
             clock: 0,
             held: Vec::new(),
             released: Vec::new(),
+            padded: Vec::new(),
             watches: Vec::new(),
             summary: Summary { generation: 1, ..Summary::default() },
         })
@@ -1119,8 +1172,21 @@ impl Replayer {
         self.summary.last_ts_ns = self.clock;
         self.apply_due(n, self.clock, emit)?;
 
+        // A frame the capture cut short (snap length) was whole on the wire: judge it at its wire
+        // length, the missing bytes as zeros, so its headers' lengths hold (the policy reads
+        // headers, never payload). Outputs keep the captured bytes.
+        let mut padded = std::mem::take(&mut self.padded);
+        let judged: &[u8] = if (orig_len as usize) > data.len() && data.len() < MAX_WIRE_FRAME {
+            self.summary.snapped += 1;
+            padded.clear();
+            padded.extend_from_slice(data);
+            padded.resize((orig_len as usize).min(MAX_WIRE_FRAME), 0);
+            &padded
+        } else {
+            data
+        };
         let mut verdict = [Verdict::Held];
-        self.worker.process_batch(self.clock, &self.tables, &[data], &mut verdict);
+        self.worker.process_batch(self.clock, &self.tables, &[judged], &mut verdict);
         let verdict = verdict[0];
         let decision = self.worker.last_decisions().first().copied().flatten();
         let rule = decision.and_then(|d| self.tables.rule_name(d)).map(str::to_string);
@@ -1138,12 +1204,14 @@ impl Replayer {
         self.summary.packets += 1;
         self.count(&rec);
         if verdict == Verdict::Drop(DropReason::Quarantined) {
-            self.watch_containment(n, ts_ns, data);
+            self.watch_containment(n, ts_ns, judged);
         }
         emit(Event::Packet(&rec));
         if verdict == Verdict::Held {
-            self.held.push(Held { packet: n, ts_ns, orig_len, data: data.to_vec() });
+            // As the engine holds it (padded if snapped): released copies are matched by bytes.
+            self.held.push(Held { packet: n, ts_ns, orig_len, data: judged.to_vec() });
         }
+        self.padded = padded;
 
         let mut released = std::mem::take(&mut self.released);
         self.worker.drain_released(|bytes, v| released.push((bytes.to_vec(), v)));

@@ -592,3 +592,28 @@ fn cli_summarises_a_truncated_capture_then_fails() {
     assert!(out.stderr.is_empty(), "{}", String::from_utf8_lossy(&out.stderr));
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// A capture taken with a snap length (`tcpdump -s 54`): the record's original length exceeds
+/// the file's snap length, which is normal. The frame is judged at its wire length (its IPv4
+/// total length holds) and allowed as the same unsnapped frame would be; outputs keep the
+/// captured bytes. Regression input: tests/data/replay/snaplen54.pcap (one 58-byte SYN with an
+/// MSS option, 54 bytes captured).
+#[test]
+fn a_snapped_capture_is_judged_at_wire_length() {
+    let mut o = opts("snaplen54.pcap", true);
+    let dir = std::env::temp_dir().join(format!("bulkhead-replay-snap-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    o.pass_out = Some(dir.join("pass.pcap"));
+    let lines = run_json(&o);
+    assert_eq!(lines[0]["verdict"], "pass", "{lines:?}");
+    assert_eq!(lines[0]["rule"], "prod/web-to-db", "{lines:?}");
+    assert!(lines[0]["packet_summary"].as_str().unwrap().contains("snapped at 54 of 58 bytes"), "{lines:?}");
+    let summary = lines.last().unwrap();
+    assert_eq!(summary["summary"]["snapped"], 1, "{summary}");
+    // The pass-out capture holds the 54 captured bytes with the original length 58.
+    let mut r = replay::CaptureReader::open(&dir.join("pass.pcap")).unwrap();
+    let p = r.next_packet().unwrap().unwrap();
+    assert_eq!((p.data.len(), p.orig_len), (54, 58));
+    assert!(r.next_packet().is_none());
+    std::fs::remove_dir_all(&dir).unwrap();
+}
