@@ -617,3 +617,18 @@ fn a_snapped_capture_is_judged_at_wire_length() {
     assert!(r.next_packet().is_none());
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// A flow capacity past the engine's limit is a usage error, not a 50 GB allocation abort.
+#[test]
+fn cli_refuses_a_flow_capacity_past_the_limit() {
+    let d = data_dir();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_bulkhead"))
+        .args(["replay", "--policy"])
+        .arg(d.join("policy-v1.yaml"))
+        .arg(d.join("scenario.pcap"))
+        .args(["--flow-capacity", "4294967295"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not in 1..=33554432"));
+}

@@ -32,8 +32,9 @@ pub struct ReplayArgs {
     /// Write dropped frames to this pcap.
     #[arg(long, value_name = "FILE")]
     pub drop_out: Option<PathBuf>,
-    /// Flow-table capacity of the replay worker.
-    #[arg(long, value_name = "FLOWS", default_value_t = DEFAULT_FLOW_CAPACITY)]
+    /// Flow-table capacity of the replay worker (about 128 bytes a flow; 1 to 33554432).
+    #[arg(long, value_name = "FLOWS", default_value_t = DEFAULT_FLOW_CAPACITY,
+          value_parser = clap::value_parser!(u32).range(1..=i64::from(bulkhead_engine::MAX_FLOW_CAPACITY)))]
     pub flow_capacity: u32,
 }
 

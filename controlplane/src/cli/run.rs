@@ -59,8 +59,10 @@ pub struct RunArgs {
     /// Daemon log format (stderr; filter with BULKHEAD_LOG, e.g. `debug`).
     #[arg(long, value_enum, default_value_t = LogFormatArg::Text)]
     pub log_format: LogFormatArg,
-    /// Flow-table capacity per worker (memory is allocated once for it).
-    #[arg(long, value_name = "N", default_value_t = 1 << 18)]
+    /// Flow-table capacity per worker (memory, about 128 bytes a flow, is allocated once for it;
+    /// 1 to 33554432).
+    #[arg(long, value_name = "N", default_value_t = 1 << 18,
+          value_parser = clap::value_parser!(u32).range(1..=i64::from(bulkhead_engine::MAX_FLOW_CAPACITY)))]
     pub flow_capacity: u32,
     /// Flow-event queue capacity per worker (records beyond it are dropped and counted).
     #[arg(long, value_name = "N", default_value_t = 1 << 16)]

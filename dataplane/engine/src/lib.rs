@@ -31,6 +31,11 @@ pub use events::{FlowEvent, FlowEventKind, FlowFilter, FlowSummary, TcpStateName
 pub use latency::{LatencyRecorder, LatencySummary};
 pub use worker::Worker;
 
+/// The largest flow table a worker may ask for: 32M flows, about 4 GiB at the measured ~124
+/// bytes per flow. A limit on everything: a typo in a capacity must fail at start with a clear
+/// message, not abort on a 50 GB allocation.
+pub const MAX_FLOW_CAPACITY: u32 = 1 << 25;
+
 /// Sizing and behaviour knobs of one worker, fixed at start (policy-driven knobs such as timeouts
 /// and strict TCP live in the table set's `DataplaneConfig` and may change with every swap).
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -171,7 +171,16 @@ pub struct Worker {
 
 impl Worker {
     /// Allocates every table and scratch buffer up front; nothing allocates afterwards.
+    ///
+    /// # Panics
+    /// When `cfg.flow_capacity` exceeds [`crate::MAX_FLOW_CAPACITY`] (callers validate it first).
     pub fn new(worker_id: u16, cfg: &EngineConfig) -> Worker {
+        assert!(
+            cfg.flow_capacity <= crate::MAX_FLOW_CAPACITY,
+            "flow capacity {} over the limit {}",
+            cfg.flow_capacity,
+            crate::MAX_FLOW_CAPACITY
+        );
         let seed = std::collections::hash_map::RandomState::new().hash_one(worker_id) | 1;
         let mut local =
             CountersSnapshot { flow_capacity: u64::from(cfg.flow_capacity.max(1)), ..Default::default() };
