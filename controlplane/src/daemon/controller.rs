@@ -300,6 +300,15 @@ impl Controller {
         let t0 = Instant::now();
         let res = (|| -> Result<(Policy, PolicyInfo, String), String> {
             let policy = load(&path)?;
+            if policy.rules.is_empty() && policy.acl_tiers.iter().all(|t| t.rules.is_empty()) {
+                // Valid, but it would default-deny every new flow and cut every established
+                // one: far more often an empty or wrong path than an intent. Start the daemon
+                // with such a policy to mean it.
+                return Err(format!(
+                    "{}: the policy has no rules or ACL lines: it would deny all traffic; refusing to reload it (the running policy stays)",
+                    path.display()
+                ));
+            }
             let generation = self.state.current().generation + 1;
             self.sync_runtime_from_state(&mut inner);
             let full = with_runtime_quarantine(&policy, &inner.runtime);
@@ -603,6 +612,17 @@ spec:
             c.state().current().judge(&q("198.18.1.10", "198.19.1.11", 80)).decision,
             Decision::Quarantined
         );
+    }
+
+    #[test]
+    fn reload_refuses_a_policy_without_rules() {
+        let f = write_policy(POLICY);
+        let c = controller(&f.0);
+        let empty = write_policy("# nothing here yet\n");
+        let err = c.reload(Some(empty.0.clone())).unwrap_err();
+        assert!(err.contains("no rules or ACL lines") && err.contains("running policy stays"), "{err}");
+        assert_eq!(c.state().current().generation, 1);
+        assert_eq!(c.policy_path(), f.0);
     }
 
     #[test]
