@@ -75,6 +75,17 @@ fn endpoint(ctx: &mut Ctx, n: &Node) -> Option<Endpoint> {
     if let Ok(a) = s.parse::<IpAddr>() {
         return Some(Endpoint::Addr(a));
     }
+    if s.contains('/') {
+        ctx.err(
+            &n.loc,
+            format!("`{s}` is a prefix: a case is one flow, give one address in it or an identity name"),
+        );
+        return None;
+    }
+    if s.contains(':') || s.chars().all(|c| c.is_ascii_digit() || c == '.') {
+        ctx.err(&n.loc, format!("`{s}` is not a valid IP address"));
+        return None;
+    }
     ctx.name(n).map(Endpoint::Identity)
 }
 
@@ -417,6 +428,18 @@ spec:
     #[test]
     fn rejects_empty_file() {
         assert!(parse_cases("c", "").is_err());
+    }
+
+    #[test]
+    fn rejects_a_malformed_address_and_a_prefix_at_the_field() {
+        let e = parse_cases("c", "cases:\n  - {from: 198.18.1.300, to: web, port: 1, expect: deny}\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("c:2:12") && e.contains("not a valid IP address"), "{e}");
+        let e = parse_cases("c", "cases:\n  - {from: web, to: 198.18.1.0/24, port: 1, expect: deny}\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("c:2:21") && e.contains("is a prefix"), "{e}");
     }
 
     #[test]

@@ -435,6 +435,9 @@ impl FromStr for QuarantineTarget {
                 .map(QuarantineTarget::Prefix)
                 .ok_or_else(|| format!("`{s}`: prefix length too long, or host bits set"));
         }
+        if s.contains(':') || s.chars().all(|c| c.is_ascii_digit() || c == '.') {
+            return Err(format!("`{s}` is not a valid IP address"));
+        }
         if s.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.')) {
             return Ok(QuarantineTarget::Identity(s.to_string()));
         }

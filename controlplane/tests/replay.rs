@@ -494,6 +494,7 @@ fn change_arguments_are_checked() {
     assert!("x/24".parse::<QuarantineTarget>().unwrap_err().contains("not an IP address"));
     assert_eq!("web".parse::<QuarantineTarget>(), Ok(QuarantineTarget::Identity("web".into())));
     assert!("a b".parse::<QuarantineTarget>().is_err());
+    assert!("198.18.1.300".parse::<QuarantineTarget>().unwrap_err().contains("not a valid IP address"));
     assert!("".parse::<QuarantineTarget>().is_err());
 }
 
