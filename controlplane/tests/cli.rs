@@ -134,9 +134,9 @@ fn trace_explains_deny_and_default_deny() {
         "--policy",
         "config/demo/policy",
         "--from",
-        "198.18.1.20",
+        "198.18.2.10",
         "--to",
-        "198.19.1.30",
+        "198.19.3.10",
         "--dport",
         "80",
     ]);
@@ -333,6 +333,40 @@ fn check_warns_about_a_policy_without_rules() {
     let o = run(&["policy", "check", root().join("config/zones/policy").to_str().unwrap()]);
     let (_, err) = text(&o);
     assert!(!err.contains("warning"), "{err}");
+}
+
+/// `trace` takes identity names like cases do, requires a port where one matters and refuses
+/// one where it would be ignored.
+#[test]
+fn trace_takes_identity_names_and_checks_its_flags() {
+    let base = ["policy", "trace", "--policy", "config/zones/policy"];
+    let go = |extra: &[&str]| {
+        let mut v: Vec<&str> = base.to_vec();
+        v.extend_from_slice(extra);
+        run(&v)
+    };
+    let o = go(&["--from", "dev-hosts", "--to", "prod-web", "--dport", "443"]);
+    let (out, err) = text(&o);
+    assert!(o.status.success(), "{err}");
+    assert!(out.contains("deny rule zones/dev-never-prod"), "{out}");
+    for (args, want) in [
+        (&["--from", "dev-hosts", "--to", "prod-web"][..], "--dport is required"),
+        (&["--from", "dev-hosts", "--to", "prod-web", "--proto", "icmp", "--dport", "80"][..], "use --type"),
+        (
+            &["--from", "dev-hosts", "--to", "prod-web", "--proto", "47", "--dport", "5"][..],
+            "apply only to tcp",
+        ),
+        (&["--from", "198.18.1.300", "--to", "prod-web", "--dport", "1"][..], "not a valid IP address"),
+    ] {
+        let o = go(args);
+        let (_, err) = text(&o);
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {err}");
+        assert!(err.contains(want), "{args:?}: {err}");
+    }
+    let o = go(&["--from", "no-such-identity", "--to", "prod-web", "--dport", "1"]);
+    let (_, err) = text(&o);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(err.contains("unknown identity `no-such-identity`"), "{err}");
 }
 
 #[test]

@@ -4,7 +4,7 @@ use crate::cases::{describe_query, parse_cases, run_case};
 use crate::cli::fail;
 use crate::compile::{compile, CompiledPolicy};
 use crate::diag::{Diagnostics, Loc};
-use crate::model::{parse_proto, Policy};
+use crate::model::{has_ports, parse_proto, Policy};
 use crate::{diff, load, trace};
 use bulkhead_tables::FlowQuery;
 use clap::{Args, Subcommand};
@@ -52,27 +52,44 @@ pub struct TraceArgs {
     /// Policy file or directory (repeatable).
     #[arg(long = "policy", required = true)]
     pub policy: Vec<PathBuf>,
-    /// Source address (the side that opens the connection).
+    /// Source (the side that opens the connection): an address, or an identity name (one of its
+    /// addresses, IPv4 when both ends have one).
     #[arg(long)]
-    pub from: IpAddr,
-    /// Destination address.
+    pub from: String,
+    /// Destination: an address or an identity name.
     #[arg(long)]
-    pub to: IpAddr,
+    pub to: String,
     /// tcp, udp, sctp, icmp, icmpv6, or a protocol number.
     #[arg(long, default_value = "tcp")]
     pub proto: String,
-    /// Destination port (tcp, udp, sctp).
-    #[arg(long, default_value_t = 0)]
-    pub dport: u16,
-    /// Source port.
-    #[arg(long, default_value_t = crate::cases::DEFAULT_SPORT)]
-    pub sport: u16,
+    /// Destination port: required for tcp, udp and sctp; refused for other protocols.
+    #[arg(long)]
+    pub dport: Option<u16>,
+    /// Source port (tcp, udp, sctp; default 49152).
+    #[arg(long)]
+    pub sport: Option<u16>,
     /// ICMP type (default: echo request, 8 for icmp and 128 for icmpv6).
     #[arg(long = "type")]
     pub icmp_type: Option<u8>,
-    /// ICMP code.
-    #[arg(long, default_value_t = 0)]
-    pub code: u8,
+    /// ICMP code (default 0).
+    #[arg(long)]
+    pub code: Option<u8>,
+}
+
+/// `--from` / `--to`: an address, or an identity name (resolved against the compiled policy).
+fn trace_endpoint(flag: &str, s: &str) -> Result<crate::cases::Endpoint, String> {
+    if let Ok(a) = s.parse::<IpAddr>() {
+        return Ok(crate::cases::Endpoint::Addr(a));
+    }
+    if s.contains(['/', ':']) || s.chars().all(|c| c.is_ascii_digit() || c == '.') {
+        return Err(format!(
+            "{flag}: `{s}` is not a valid IP address (a trace is one flow: give one address)"
+        ));
+    }
+    if s.is_empty() || !s.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.')) {
+        return Err(format!("{flag}: expected an address or an identity name, found `{s}`"));
+    }
+    Ok(crate::cases::Endpoint::Identity(s.to_string()))
 }
 
 #[derive(Debug, Args)]
@@ -192,24 +209,46 @@ fn trace_cmd(a: &TraceArgs) -> ExitCode {
         );
         return ExitCode::from(2);
     };
-    if a.from.is_ipv4() != a.to.is_ipv4() {
-        eprintln!("error: --from and --to must be of the same address family");
-        return ExitCode::from(2);
+    let usage = |m: &str| {
+        eprintln!("error: {m}");
+        ExitCode::from(2)
+    };
+    let (from, to) = match (trace_endpoint("--from", &a.from), trace_endpoint("--to", &a.to)) {
+        (Ok(f), Ok(t)) => (f, t),
+        (Err(e), _) | (_, Err(e)) => return usage(&e),
+    };
+    let icmp = matches!(proto, 1 | 58);
+    if !icmp && (a.icmp_type.is_some() || a.code.is_some()) {
+        return usage("--type and --code apply only to --proto icmp or icmpv6");
     }
+    let (sport, dport) = if has_ports(proto) {
+        let Some(dport) = a.dport else {
+            return usage("--dport is required for tcp, udp and sctp");
+        };
+        (a.sport.unwrap_or(crate::cases::DEFAULT_SPORT), dport)
+    } else if a.dport.is_some() || a.sport.is_some() {
+        return usage(if icmp {
+            "--dport and --sport apply only to tcp, udp and sctp (for icmp, use --type and --code)"
+        } else {
+            "--dport and --sport apply only to tcp, udp and sctp"
+        });
+    } else if icmp {
+        (a.icmp_type.map_or(crate::cases::echo_request(proto), u16::from), u16::from(a.code.unwrap_or(0)))
+    } else {
+        (0, 0)
+    };
     let (p, c) = match load_and_compile(&a.policy) {
         Ok(x) => x,
         Err(d) => return fail(&d),
     };
-    if !matches!(proto, 1 | 58) && a.icmp_type.is_some() {
-        eprintln!("error: --type applies only to --proto icmp or icmpv6");
-        return ExitCode::from(2);
-    }
-    let (sport, dport) = if matches!(proto, 1 | 58) {
-        (a.icmp_type.map_or(crate::cases::echo_request(proto), u16::from), u16::from(a.code))
-    } else {
-        (a.sport, a.dport)
+    let (src, dst) = match crate::cases::resolve_pair(&c, &p, &from, &to) {
+        Ok(pair) => pair,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(1);
+        }
     };
-    let q = FlowQuery { src: a.from, dst: a.to, proto, sport, dport };
+    let q = FlowQuery { src, dst, proto, sport, dport };
     print!("{}", trace::explain(&p, &c, &q));
     ExitCode::SUCCESS
 }
