@@ -493,6 +493,8 @@ fn decode_proto_fields(
     };
     let mut pm = PortMatch { proto, sport: ANY_PORT, dport: ANY_PORT };
     let is_icmp = matches!(proto, Some(1 | 58));
+    // Every field is checked, so one entry reports all its mistakes at once.
+    let mut ok = true;
     if let Some(pn) = m.get(port_key) {
         if !proto.is_some_and(has_ports) {
             ctx.err(
@@ -502,17 +504,25 @@ fn decode_proto_fields(
                     proto.map_or("any".to_string(), proto_name)
                 ),
             );
-            return None;
+            ok = false;
+        } else if let Some(r) = decode_port_range(ctx, pn) {
+            pm.dport = r;
+        } else {
+            ok = false;
         }
-        pm.dport = decode_port_range(ctx, pn)?;
     }
     for (field, is_type) in [("type", true), ("code", false)] {
         if let Some(n) = m.get(field) {
             if !is_icmp {
                 ctx.err(&n.loc, format!("`{field}` applies only to icmp and icmpv6"));
-                return None;
+                ok = false;
+                continue;
             }
-            let v = ctx.uint(n, 255, &format!("an ICMP {field}"))? as u16;
+            let Some(v) = ctx.uint(n, 255, &format!("an ICMP {field}")) else {
+                ok = false;
+                continue;
+            };
+            let v = v as u16;
             if is_type {
                 pm.sport = (v, v);
             } else {
@@ -522,9 +532,9 @@ fn decode_proto_fields(
     }
     if m.get("code").is_some() && m.get("type").is_none() {
         ctx.err(&node.loc, "an ICMP `code` needs a `type`");
-        return None;
+        ok = false;
     }
-    Some(pm)
+    ok.then_some(pm)
 }
 
 fn parse_duration_ns(s: &str) -> Option<u64> {
@@ -769,9 +779,11 @@ fn decode_acl_rule(ctx: &mut Ctx, node: &Node, tier: &str, index: usize) -> Opti
     let src = v4("src");
     let dst = v4("dst");
     let pm = decode_proto_fields(ctx, &m, node, "dport", None);
+    // The protocol as written (even when its entry has other errors), so `sport` is checked too.
+    let written_proto = m.get("protocol").map_or(Some(None), |p| p.as_str().and_then(parse_proto));
     let sport = match m.get("sport") {
         Some(n) => {
-            if pm.is_some_and(|p| !p.proto.is_some_and(has_ports)) {
+            if written_proto.is_some_and(|p| !p.is_some_and(has_ports)) {
                 ctx.err(&n.loc, "`sport` applies only to tcp, udp and sctp");
                 None
             } else {
@@ -834,6 +846,24 @@ mod tests {
         assert_eq!(parse_duration_ns("0s"), None);
         assert_eq!(parse_duration_ns("5y"), None);
         assert_eq!(parse_duration_ns("999999999999d"), None);
+    }
+
+    /// A port entry and an ACL line report every mistake of theirs at once.
+    #[test]
+    fn port_and_acl_errors_are_all_reported() {
+        let text = "apiVersion: bulkhead.io/v1\nkind: AclTier\nmetadata: {name: t}\nspec:\n  rules:\n    \
+                    - {src: 198.18.0.1/8, dst: '2001:db8::/32', protocol: icmp, sport: 1, dport: 2, type: 300, code: 999, action: deny}\n";
+        let e = crate::load::load_str("a.yaml", text).unwrap_err().to_string();
+        for want in [
+            "a.yaml:6:13:",
+            "a.yaml:6:32:",
+            "a.yaml:6:72: error: `sport`",
+            "a.yaml:6:82: error: `dport`",
+            "6:91: error: expected an ICMP type",
+            "6:102: error: expected an ICMP code",
+        ] {
+            assert!(e.contains(want), "missing {want:?} in:\n{e}");
+        }
     }
 
     /// One Settings document with four mistakes reports all four, each at its place.
