@@ -14,6 +14,7 @@
 //!     sport: 40000               # optional source port (default 49152)
 //!     expect: deny               # allow | deny | would_deny
 //!     rule: zones/dev-never-prod # optional: the rule that must decide (or `default-deny`, `quarantine`)
+//!                                #   (format and spellings: docs/policy.md "Test cases")
 //! ```
 //! ICMP cases use `type` and `code` instead of ports; without `type` a case is an echo request
 //! (type 8 for icmp, 128 for icmpv6: what "can A ping B" means), code 0.
@@ -313,7 +314,17 @@ pub fn run_case(c: &CompiledPolicy, p: &Policy, case: &Case) -> CaseResult {
     let j = c.tables.judge(&query);
     let got = verdict_word(j.decision.allows(), j.mode);
     let by = decided_by(c, j.decision);
-    let pass = got == case.expect && case.rule.as_ref().is_none_or(|r| *r == by);
+    // `default_deny` / `quarantine_exception` (the flow log's and replay's reason spelling) name
+    // the same deciders as `default-deny` / `quarantine-exception`.
+    let pass = got == case.expect
+        && case.rule.as_deref().is_none_or(|r| {
+            let r = match r {
+                "default_deny" => "default-deny",
+                "quarantine_exception" => "quarantine-exception",
+                other => other,
+            };
+            r == by
+        });
     CaseResult { query, got, decided_by: by, pass, error: None }
 }
 

@@ -49,6 +49,31 @@ pub fn policy_files(paths: &[PathBuf]) -> Result<Vec<PathBuf>, Diagnostics> {
     }
 }
 
+/// Reads at most `max` bytes of `path`: a larger file, or an endless one (`/dev/zero`, a FIFO
+/// that never closes), is an error instead of a read until memory runs out.
+///
+/// # Errors
+/// The open or read error, or "too large".
+pub fn read_limited(path: &Path, max: u64) -> Result<Vec<u8>, String> {
+    use std::io::Read;
+    let f = std::fs::File::open(path).map_err(|e| format!("cannot read: {e}"))?;
+    let mut bytes = Vec::new();
+    f.take(max + 1).read_to_end(&mut bytes).map_err(|e| format!("cannot read: {e}"))?;
+    if bytes.len() as u64 > max {
+        return Err(format!("file too large: more than {} MiB", max >> 20));
+    }
+    Ok(bytes)
+}
+
+/// [`read_limited`] as UTF-8 text.
+///
+/// # Errors
+/// As [`read_limited`], and text that is not UTF-8.
+pub fn read_text_limited(path: &Path, max: u64) -> Result<String, String> {
+    String::from_utf8(read_limited(path, max)?)
+        .map_err(|e| format!("not UTF-8 text (invalid byte at offset {})", e.utf8_error().valid_up_to()))
+}
+
 /// Where the first invalid UTF-8 byte of `bytes` is: line and column (1-based, columns in
 /// characters), for an error that points at it like every other.
 fn utf8_error_loc(file: &str, bytes: &[u8], valid_up_to: usize) -> Loc {
@@ -56,6 +81,12 @@ fn utf8_error_loc(file: &str, bytes: &[u8], valid_up_to: usize) -> Loc {
     let line = valid.matches('\n').count() + 1;
     let col = valid.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
     Loc::new(&std::sync::Arc::from(file), line as u32, col as u32)
+}
+
+/// `*.yaml` / `*.yml`, in any letter case (`rules.YAML` is not silently skipped).
+fn is_yaml_name(name: &str) -> bool {
+    let lower = name.to_ascii_lowercase();
+    lower.ends_with(".yaml") || lower.ends_with(".yml")
 }
 
 fn walk(dir: &Path, out: &mut Vec<PathBuf>, errors: &mut Vec<Diagnostic>) {
@@ -78,7 +109,7 @@ fn walk(dir: &Path, out: &mut Vec<PathBuf>, errors: &mut Vec<Diagnostic>) {
         }
         if p.is_dir() {
             walk(&p, out, errors);
-        } else if name.ends_with(".yaml") || name.ends_with(".yml") {
+        } else if is_yaml_name(name) {
             out.push(p);
         }
     }
@@ -94,14 +125,7 @@ pub fn load_paths(paths: &[PathBuf]) -> Result<Policy, Diagnostics> {
     let mut errors = Vec::new();
     for f in files {
         let name = f.display().to_string();
-        match std::fs::metadata(&f).map(|m| m.len()) {
-            Ok(n) if n > MAX_FILE_BYTES => {
-                errors.push(Diagnostic::new(&Loc::file(&name), format!("file too large ({n} bytes)")));
-                continue;
-            }
-            _ => {}
-        }
-        match std::fs::read(&f) {
+        match read_limited(&f, MAX_FILE_BYTES) {
             Ok(bytes) => {
                 match String::from_utf8(bytes) {
                     Ok(mut s) => {
@@ -120,7 +144,7 @@ pub fn load_paths(paths: &[PathBuf]) -> Result<Policy, Diagnostics> {
                     }
                 }
             }
-            Err(e) => errors.push(Diagnostic::new(&Loc::file(&name), format!("cannot read: {e}"))),
+            Err(e) => errors.push(Diagnostic::new(&Loc::file(&name), e)),
         }
     }
     let refs: Vec<(&str, &Path, &str)> =
@@ -296,5 +320,31 @@ fn check_references(ctx: &mut Ctx, p: &Policy) {
                 ),
             );
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_are_bounded_even_from_an_endless_file() {
+        let e = read_limited(Path::new("/dev/zero"), 1 << 20).unwrap_err();
+        assert!(e.contains("too large: more than 1 MiB"), "{e}");
+        assert!(read_limited(Path::new("/no/such/file"), 1).unwrap_err().starts_with("cannot read:"));
+    }
+
+    #[test]
+    fn yaml_extensions_in_any_case_are_policy_files() {
+        let dir = std::env::temp_dir().join(format!("bulkhead-load-ext-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        for f in ["a.yaml", "b.YAML", "c.Yml", "d.txt", ".hidden.yaml"] {
+            std::fs::write(dir.join(f), "").unwrap();
+        }
+        let files = policy_files(std::slice::from_ref(&dir)).unwrap();
+        let names: Vec<String> =
+            files.iter().map(|p| p.file_name().unwrap().to_string_lossy().into_owned()).collect();
+        assert_eq!(names, ["a.yaml", "b.YAML", "c.Yml"]);
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -72,7 +72,7 @@ fn check_clean_policy_exits_zero_with_stats() {
     let o = run(&["policy", "check", "config/zones/policy", "--stats"]);
     let (out, _) = text(&o);
     assert!(o.status.success());
-    assert!(out.starts_with("ok: 4 identities"), "{out}");
+    assert!(out.starts_with("ok: 3 files: 4 identities (4 prefixes)"), "{out}");
     assert!(out.contains("compile total:"), "{out}");
 }
 

@@ -10,7 +10,7 @@ use crate::diag::{Diagnostics, Loc};
 use bulkhead_tables::ClassifierBuilder;
 use clap::{Args, Subcommand};
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 
@@ -36,11 +36,11 @@ pub fn run(cmd: AclCmd) -> ExitCode {
     }
 }
 
-fn read(p: &PathBuf) -> Result<(Arc<str>, String), Diagnostics> {
+fn read(p: &Path) -> Result<(Arc<str>, String), Diagnostics> {
     let name: Arc<str> = Arc::from(p.display().to_string());
-    std::fs::read_to_string(p)
+    crate::load::read_text_limited(p, crate::load::MAX_FILE_BYTES)
         .map(|t| (Arc::clone(&name), t))
-        .map_err(|e| Diagnostics::single(&Loc::file(&name), format!("cannot read: {e}")))
+        .map_err(|e| Diagnostics::single(&Loc::file(&name), e))
 }
 
 fn match_cmd(a: &MatchArgs) -> ExitCode {

@@ -39,7 +39,8 @@ pub struct TestArgs {
     /// Policy files or directories.
     #[arg(required = true)]
     pub paths: Vec<PathBuf>,
-    /// The cases file (YAML list of flows with their expected verdicts).
+    /// The cases file: a YAML mapping whose `cases` list holds flows with their expected
+    /// verdicts (format in docs/policy.md "Test cases").
     #[arg(long)]
     pub cases: PathBuf,
     /// Print every case, not only failures.
@@ -116,20 +117,37 @@ pub fn load_and_compile(paths: &[PathBuf]) -> Result<(Policy, CompiledPolicy), D
     Ok((p, c))
 }
 
+/// `1 rule`, `2 rules`, `1 identity`, `3 identities`, `2 prefixes`.
+fn count(n: usize, word: &str) -> String {
+    if n == 1 {
+        return format!("1 {word}");
+    }
+    let plural = if let Some(stem) = word.strip_suffix('y') {
+        format!("{stem}ies")
+    } else if word.ends_with('x') {
+        format!("{word}es")
+    } else {
+        format!("{word}s")
+    };
+    format!("{n} {plural}")
+}
+
 fn check(a: &CheckArgs) -> ExitCode {
     match load_and_compile(&a.paths) {
         Err(d) => fail(&d),
         Ok((p, c)) => {
             let s = &c.stats;
+            let files = load::policy_files(&a.paths).map_or(0, |f| f.len());
             println!(
-                "ok: {} identities ({} prefixes), {} rules, {} ACL tiers ({} lines) -> {} classifier entries in {} tiers",
-                p.identities.len(),
-                p.identities.iter().map(|i| i.addresses.len()).sum::<usize>(),
-                p.rules.len(),
-                p.acl_tiers.len(),
-                s.acl_rules,
-                s.entries.iter().sum::<usize>(),
-                s.entries.len()
+                "ok: {}: {} ({}), {}, {} ({}) -> {} in {}",
+                count(files, "file"),
+                count(p.identities.len(), "identity"),
+                count(p.identities.iter().map(|i| i.addresses.len()).sum::<usize>(), "prefix"),
+                count(p.rules.len(), "rule"),
+                count(p.acl_tiers.len(), "ACL tier"),
+                count(s.acl_rules, "line"),
+                count(s.entries.iter().sum::<usize>(), "classifier entry"),
+                count(s.entries.len(), "tier"),
             );
             if p.rules.is_empty() && p.acl_tiers.is_empty() && p.quarantine.exceptions.is_empty() {
                 // Valid (a deny-all policy), but more often the wrong file or an empty commit.
@@ -157,9 +175,9 @@ fn test(a: &TestArgs) -> ExitCode {
         Err(d) => return fail(&d),
     };
     let file = a.cases.display().to_string();
-    let text = match std::fs::read_to_string(&a.cases) {
+    let text = match load::read_text_limited(&a.cases, load::MAX_FILE_BYTES) {
         Ok(t) => t,
-        Err(e) => return fail(&Diagnostics::single(&Loc::file(&file), format!("cannot read: {e}"))),
+        Err(e) => return fail(&Diagnostics::single(&Loc::file(&file), e)),
     };
     let cases = match parse_cases(&file, &text) {
         Ok(c) => c,

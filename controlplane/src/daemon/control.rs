@@ -452,7 +452,7 @@ mod tests {
     fn controller(policy_path: &Path) -> Arc<Controller> {
         std::fs::write(
             policy_path,
-            "apiVersion: bulkhead.io/v1\nkind: Identity\nmetadata: {name: web}\nspec:\n  labels: {zone: prod}\n  addresses: [198.19.1.10/32]\n",
+            "apiVersion: bulkhead.io/v1\nkind: Identity\nmetadata: {name: web}\nspec:\n  labels: {zone: prod}\n  addresses: [198.19.1.10/32]\n---\napiVersion: bulkhead.io/v1\nkind: Policy\nmetadata: {name: p}\nspec:\n  rules:\n    - {name: web, from: [{world: true}], to: [{identity: web}], ports: [{protocol: tcp, port: 80}], action: allow}\n",
         )
         .unwrap();
         let policy = crate::daemon::controller::load(policy_path).unwrap();
