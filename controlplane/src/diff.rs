@@ -36,6 +36,8 @@ pub struct Change {
     pub ports: (u16, u16),
     pub old: String,
     pub new: String,
+    /// The probe stood for every protocol no rule names (`proto` is just one of them).
+    pub other_protocols: bool,
 }
 
 /// A probe: protocol and the ports of one elementary class.
@@ -44,6 +46,8 @@ struct Class {
     proto: u8,
     lo: u16,
     hi: u16,
+    /// Stands for every protocol no rule names.
+    other: bool,
 }
 
 fn port_matches(p: &Policy) -> Vec<PortMatch> {
@@ -71,7 +75,7 @@ fn classes(old: &Policy, new: &Policy) -> Vec<Class> {
         }
         let cuts: Vec<u32> = cuts.into_iter().collect();
         for w in cuts.windows(2) {
-            out.push(Class { proto, lo: w[0] as u16, hi: (w[1] - 1) as u16 });
+            out.push(Class { proto, lo: w[0] as u16, hi: (w[1] - 1) as u16, other: false });
         }
     }
     for proto in [1u8, 58] {
@@ -82,16 +86,17 @@ fn classes(old: &Policy, new: &Policy) -> Vec<Class> {
         }
         let cuts: Vec<u32> = cuts.into_iter().collect();
         for w in cuts.windows(2) {
-            out.push(Class { proto, lo: w[0] as u16, hi: (w[1] - 1) as u16 });
+            out.push(Class { proto, lo: w[0] as u16, hi: (w[1] - 1) as u16, other: false });
         }
     }
     let mut others: BTreeSet<u8> =
         all.iter().filter_map(|pm| pm.proto).filter(|p| !matches!(p, 1 | 6 | 17 | 58 | 132)).collect();
-    others.insert(
-        (0..=255u8).find(|p| !matches!(p, 1 | 6 | 17 | 58 | 132) && !others.contains(p)).unwrap_or(47),
-    );
-    for proto in others {
-        out.push(Class { proto, lo: 0, hi: 0 });
+    let rest = (0..=255u8).find(|p| !matches!(p, 1 | 6 | 17 | 58 | 132) && !others.contains(p));
+    for &proto in &others {
+        out.push(Class { proto, lo: 0, hi: 0, other: false });
+    }
+    if let Some(proto) = rest {
+        out.push(Class { proto, lo: 0, hi: 0, other: true });
     }
     out
 }
@@ -309,6 +314,7 @@ pub fn diff(old: &Policy, oc: &CompiledPolicy, new: &Policy, nc: &CompiledPolicy
                                 ports: (cl.lo, cl.hi),
                                 old: ov,
                                 new: nv,
+                                other_protocols: cl.other,
                             });
                         }
                     }
@@ -333,6 +339,7 @@ pub fn render(rows: &[Change]) -> String {
             1 | 58 => format!("{} type {r}", proto_name(c.proto)),
             6 | 17 | 132 if c.ports == (0, 65535) => format!("{}/any", proto_name(c.proto)),
             6 | 17 | 132 => format!("{}/{r}", proto_name(c.proto)),
+            _ if c.other_protocols => "other protocols".to_string(),
             p => format!("proto {}", proto_name(p)),
         }
     };

@@ -393,9 +393,24 @@ fn diff_shows_changed_pairs() {
             && row.contains("allow"),
         "{row}"
     );
-    assert!(out.contains("1 changes"), "{out}");
+    assert!(out.contains("1 change\n"), "{out}");
+    assert!(!out.contains("proto 0"), "{out}");
     let o = run(&["policy", "diff", old.to_str().unwrap(), old.to_str().unwrap()]);
     assert!(text(&o).0.contains("no verdict changes"));
+    // --exit-code: 1 on changes, 0 without, as a CI gate.
+    let o = run(&["policy", "diff", "--exit-code", old.to_str().unwrap(), newdir.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(1));
+    let o = run(&["policy", "diff", "--exit-code", old.to_str().unwrap(), old.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(0));
+    // A protocol no rule names is shown as "other protocols", not as one arbitrary number.
+    let o = run(&[
+        "policy",
+        "diff",
+        root().join("config/rollout/policy").to_str().unwrap(),
+        old.to_str().unwrap(),
+    ]);
+    let (out, _) = text(&o);
+    assert!(out.contains("other protocols"), "{out}");
 }
 
 fn linear(rules_path: &Path, trace_path: &Path, limit: usize) -> Vec<i64> {

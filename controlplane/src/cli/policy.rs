@@ -99,6 +99,10 @@ pub struct DiffArgs {
     pub old: PathBuf,
     /// The proposed policy (file or directory).
     pub new: PathBuf,
+    /// Exit 1 when any verdict changes (0 when none), like `git diff --exit-code`: a CI gate
+    /// for changes that must not alter behaviour (an invalid policy also exits 1, with errors).
+    #[arg(long)]
+    pub exit_code: bool,
 }
 
 pub fn run(cmd: PolicyCmd) -> ExitCode {
@@ -285,7 +289,7 @@ fn diff_cmd(a: &DiffArgs) -> ExitCode {
         println!("no verdict changes");
     } else {
         print!("{}", diff::render(&rows));
-        println!("{} changes", rows.len());
+        println!("{}", count(rows.len(), "change"));
     }
     if truncated {
         eprintln!(
@@ -294,5 +298,9 @@ fn diff_cmd(a: &DiffArgs) -> ExitCode {
             diff::MAX_ACL_ENDPOINTS
         );
     }
-    ExitCode::SUCCESS
+    if a.exit_code && !rows.is_empty() {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    }
 }
