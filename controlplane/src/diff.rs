@@ -89,7 +89,7 @@ fn classes(old: &Policy, new: &Policy) -> Vec<Class> {
             out.push(Class { proto, lo: w[0] as u16, hi: (w[1] - 1) as u16, other: false });
         }
     }
-    let mut others: BTreeSet<u8> =
+    let others: BTreeSet<u8> =
         all.iter().filter_map(|pm| pm.proto).filter(|p| !matches!(p, 1 | 6 | 17 | 58 | 132)).collect();
     let rest = (0..=255u8).find(|p| !matches!(p, 1 | 6 | 17 | 58 | 132) && !others.contains(p));
     for &proto in &others {
