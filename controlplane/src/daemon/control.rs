@@ -44,6 +44,14 @@ pub const MAX_FLOWS_LIMIT: usize = 100_000;
 /// # Errors
 /// When a live daemon already answers on `path`, when `path` exists and is not a socket, or on
 /// any I/O error. A stale socket (left by a crashed daemon) is removed.
+/// Whether a daemon answers on the control socket `path` now: checked before anything else is
+/// opened, so a second `bulkhead run` on the same socket says so instead of failing later on the
+/// XDP programs the first one owns.
+pub fn live_daemon_on(path: &Path) -> bool {
+    std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_socket())
+        && UnixStream::connect(path).is_ok()
+}
+
 pub fn bind(path: &Path) -> io::Result<UnixListener> {
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         if !dir.exists() {
@@ -482,6 +490,7 @@ mod tests {
         let mode = std::fs::metadata(&sock).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o600);
         assert!(bind(&sock).unwrap_err().to_string().contains("another bulkhead daemon"));
+        assert!(live_daemon_on(&sock), "the preflight of `bulkhead run` sees it too");
 
         let r = request(&sock, &Request::Status, Duration::from_secs(5)).unwrap();
         assert!(r.ok, "{r:?}");
@@ -515,6 +524,7 @@ mod tests {
 
         server.stop();
         assert!(!sock.exists(), "the socket file is removed on stop");
+        assert!(!live_daemon_on(&sock));
         assert!(request(&sock, &Request::Status, Duration::from_secs(1))
             .unwrap_err()
             .contains("no bulkhead daemon"));

@@ -102,6 +102,13 @@ pub fn run(cfg: RunConfig, metrics: Option<MetricsStarter>) -> ExitCode {
     let stop = bulkhead_xdp::signals::stop_flag();
     let reload = bulkhead_xdp::signals::reload_flag();
 
+    if super::control::live_daemon_on(&cfg.control) {
+        return fail(format!(
+            "another bulkhead daemon answers on {}; not starting (stop it, or choose another --control)",
+            cfg.control.display()
+        ));
+    }
+
     // 1. Policy.
     let policy = match load(&cfg.policy) {
         Ok(p) => p,
