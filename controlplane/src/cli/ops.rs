@@ -82,9 +82,9 @@ pub struct FlowsArgs {
     /// Only flows opened towards this address.
     #[arg(long, value_name = "ADDR")]
     pub to: Option<String>,
-    /// At most this many flows.
-    #[arg(long, value_name = "N", default_value_t = 100)]
-    pub limit: usize,
+    /// At most this many flows (1 or more).
+    #[arg(long, value_name = "N", default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..))]
+    pub limit: u32,
     #[command(flatten)]
     pub opt: ControlOpt,
 }
@@ -368,7 +368,7 @@ pub fn quarantine(c: QuarantineCmd) -> ExitCode {
 }
 
 pub fn flows(a: FlowsArgs) -> ExitCode {
-    let req = Request::Flows { from: a.from, to: a.to, limit: Some(a.limit) };
+    let req = Request::Flows { from: a.from, to: a.to, limit: Some(a.limit as usize) };
     call(&a.opt, &req, TIMEOUT, |v| {
         let f: FlowsData = decode(v)?;
         let mut o = String::new();

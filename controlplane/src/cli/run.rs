@@ -85,7 +85,11 @@ impl RunArgs {
                 ModeArg::Native => XdpMode::Native,
                 ModeArg::Generic => XdpMode::Generic,
             },
-            metrics: self.metrics.clone(),
+            // As it will be bound (`9464` -> `127.0.0.1:9464`), for `status`; an unparsable one
+            // stays as written and fails at start with its error.
+            metrics: self.metrics.as_deref().map(|m| {
+                crate::metrics::parse_listen_addr(m).map_or_else(|_| m.to_string(), |a| a.to_string())
+            }),
             flow_log: self.flow_log.clone(),
             flow_log_start_end: self.flow_log_start_end,
             control: self.control.clone(),

@@ -286,7 +286,9 @@ pub fn status(state: &State) -> StatusData {
         started_at: rfc3339(state.started().0),
         uptime_s: state.uptime().as_secs_f64(),
         run: state.run_info().clone(),
-        policy_age_s: now.saturating_sub(policy.loaded_mono_ns) as f64 / 1e9,
+        // How long it has been in force: the first policy is loaded just before the daemon is up.
+        policy_age_s: (now.saturating_sub(policy.loaded_mono_ns) as f64 / 1e9)
+            .min(state.uptime().as_secs_f64()),
         policy,
         quarantined: state.quarantine_entries().len(),
         reloads_ok: state.reloads.ok.load(Ordering::Relaxed),
