@@ -498,34 +498,14 @@ impl Classifier {
     /// The best matching rule: smallest priority, ties to the smallest id. Allocates nothing.
     #[inline]
     pub fn classify(&self, key: &ClassifierKey) -> Option<RuleId> {
-        let mut best = u64::MAX;
-        for &ti in &self.order {
-            let t = &self.tables[ti as usize];
-            if t.min_rank >= best {
-                break;
-            }
-            let h = t.masks.hash_key(key);
-            let Some(&head) = t.buckets.get(&h) else { continue };
-            let mut i = head;
-            while i != NIL {
-                let s = &self.slots[i as usize];
-                let r = rank(s.priority, i);
-                if r >= best {
-                    break;
-                }
-                if s.matches(key) {
-                    best = r;
-                    break;
-                }
-                i = s.next;
-            }
-        }
-        (best != u64::MAX).then_some(best as u32)
+        // Monomorphised for the constant filter: the same code as an unfiltered search.
+        self.classify_where(key, |_| true)
     }
 
     /// The best-ranked matching rule among those `keep` accepts: what [`Classifier::classify`]
     /// would return if the rejected rules were not there. For the rare question "what decides
     /// without these rules?" (see `TableSet::decide`); allocates nothing.
+    #[inline]
     pub fn classify_where(&self, key: &ClassifierKey, keep: impl Fn(RuleId) -> bool) -> Option<RuleId> {
         let mut best = u64::MAX;
         for &ti in &self.order {
