@@ -72,10 +72,12 @@ impl DataplaneConfig {
         }
         let lent = u64::from(self.workers - 1) * u64::from(ring);
         if lent > u64::from(self.io.frame_count) / 2 {
+            let max_workers = u64::from(self.io.frame_count) / 2 / u64::from(ring) + 1;
             return Err(XdpError::BadConfig {
                 what: format!(
-                    "handoff ring {ring}: {} workers may lend up to {lent} frames, more than half of \
-                     the {} frames per UMEM; use a smaller handoff ring or a larger frame count",
+                    "{} workers is too many for software steering: at most {max_workers} with \
+                     {} UMEM frames and a handoff ring of {ring} (each other worker may borrow up \
+                     to a ring of frames, and they may take at most half)",
                     self.workers, self.io.frame_count
                 ),
             });
@@ -293,4 +295,20 @@ where
             .filter_map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
             .collect()
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Too many workers for the UMEM: the error gives the largest count that fits.
+    #[test]
+    fn too_many_workers_names_the_maximum() {
+        let mut c = DataplaneConfig::new("a", "b");
+        c.workers = 9; // 8 * 512 = 4096 lent = half of 8192: the limit
+        assert!(c.validate().is_ok());
+        c.workers = 64;
+        let e = c.validate().unwrap_err().to_string();
+        assert!(e.contains("64 workers is too many") && e.contains("at most 9"), "{e}");
+    }
 }
