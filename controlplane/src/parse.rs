@@ -537,6 +537,16 @@ fn decode_proto_fields(
     ok.then_some(pm)
 }
 
+/// A well-formed duration (digits and a known unit) whose value does not fit in u64 nanoseconds.
+fn duration_too_large(s: &str) -> bool {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (n, unit) = s.split_at(split);
+    !n.trim_start_matches('0').is_empty()
+        && matches!(unit, "" | "s" | "ms" | "m" | "h" | "d")
+        && parse_duration_ns(s).is_none()
+}
+
 fn parse_duration_ns(s: &str) -> Option<u64> {
     let s = s.trim();
     let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
@@ -628,6 +638,10 @@ fn decode_settings(ctx: &mut Ctx, spec: &Node, loc: Loc) -> Option<Settings> {
             if let Some(n) = tm.get(key) {
                 match n.as_str().and_then(parse_duration_ns) {
                     Some(v) => *slot = v,
+                    None if n.as_str().is_some_and(duration_too_large) => {
+                        let t = truncate(n.as_str().unwrap_or(""), 40);
+                        ctx.err(&n.loc, format!("duration `{t}` is too large (at most about 584 years)"));
+                    }
                     None => {
                         ctx.expected::<()>(
                             n,
@@ -846,6 +860,8 @@ mod tests {
         assert_eq!(parse_duration_ns("0s"), None);
         assert_eq!(parse_duration_ns("5y"), None);
         assert_eq!(parse_duration_ns("999999999999d"), None);
+        assert!(duration_too_large("999999999999d") && duration_too_large("99999999999999999999"));
+        assert!(!duration_too_large("0s") && !duration_too_large("5y") && !duration_too_large("30s"));
     }
 
     /// A port entry and an ACL line report every mistake of theirs at once.
