@@ -142,6 +142,10 @@ pub struct IncrementalPolicy {
     scratch: Vec<u32>,
     /// Entries reserved per copy at the last build (see [`update_headroom`]).
     headroom: usize,
+    /// While [`IncrementalPolicy::update_to`] applies several rule changes: the operations
+    /// applied to `spare` so far, published together as one generation at the end.
+    batch: Option<Vec<Op>>,
+    batch_copied: bool,
 }
 
 impl fmt::Debug for IncrementalPolicy {
@@ -202,6 +206,8 @@ impl IncrementalPolicy {
             pending: Vec::new(),
             headroom,
             scratch: Vec::new(),
+            batch: None,
+            batch_copied: false,
         })
     }
 
@@ -356,8 +362,9 @@ impl IncrementalPolicy {
         self.commit(Vec::new()).0
     }
 
-    /// [`IncrementalPolicy::update_to`] applies each rule change as its own commit; nobody saw
-    /// the intermediate sets, so the result is numbered `start + 1`, one generation per update.
+    /// When a step of [`IncrementalPolicy::update_to`] had to rebuild, the steps after it commit
+    /// one by one; nobody saw those intermediate sets, so the result is numbered `start + 1`,
+    /// one generation per update.
     fn as_one_generation(&mut self, start: u64, applied: Applied) -> Applied {
         let g = start + 1;
         if self.live.generation == g || matches!(applied, Applied::Unchanged) {
@@ -416,6 +423,10 @@ impl IncrementalPolicy {
         if removed.len() + added.len() > max_changes || kept_old != kept_new {
             return self.replace(new, "too many rule changes, or rules reordered");
         }
+        // One batch: every change goes to the spare copy, published once at the end (a second
+        // commit would find the spare to be the set just published, still held by readers).
+        self.batch_copied = self.prepare_spare();
+        self.batch = Some(Vec::new());
         let mut total = Applied::Unchanged;
         let mut rebuilt = None;
         for name in &removed {
@@ -428,6 +439,10 @@ impl IncrementalPolicy {
                 rebuilt = Some(step.clone());
             }
             total = sum(total, step);
+        }
+        // Still batching unless a step rebuilt (which replaced `self`, batch and all).
+        if let Some(ops) = self.batch.take() {
+            self.finish(ops);
         }
         Ok(rebuilt.unwrap_or(total))
     }
@@ -474,9 +489,9 @@ impl IncrementalPolicy {
         Ok(out)
     }
 
-    /// Applies `ops` as one new generation (see the module docs); returns the ids inserts got.
-    fn commit(&mut self, ops: Vec<Op>) -> (Applied, Vec<RuleId>) {
-        let generation = self.live.generation + 1;
+    /// Makes `spare` writable and up to date: replays the previous delta on it, or deep-copies
+    /// `live` when a reader still holds `spare`. Returns whether it copied.
+    fn prepare_spare(&mut self) -> bool {
         let copied = Arc::get_mut(&mut self.spare).is_none();
         if copied {
             let mut t = (*self.live).clone();
@@ -488,6 +503,23 @@ impl IncrementalPolicy {
         for op in self.pending.drain(..) {
             apply_op(spare, &op);
         }
+        copied
+    }
+
+    /// Makes the prepared `spare`, with `ops` applied, the new generation.
+    fn finish(&mut self, ops: Vec<Op>) -> u64 {
+        let generation = self.live.generation + 1;
+        Arc::get_mut(&mut self.spare).expect("prepared").generation = generation;
+        std::mem::swap(&mut self.live, &mut self.spare);
+        self.pending = ops;
+        generation
+    }
+
+    /// Applies `ops` as one new generation (see the module docs), or adds them to the batch of
+    /// [`IncrementalPolicy::update_to`]; returns the ids inserts got.
+    fn commit(&mut self, ops: Vec<Op>) -> (Applied, Vec<RuleId>) {
+        let copied = if self.batch.is_some() { self.batch_copied } else { self.prepare_spare() };
+        let spare = Arc::get_mut(&mut self.spare).expect("prepared");
         let mut ids = Vec::new();
         let (mut added, mut removed) = (0, 0);
         for op in &ops {
@@ -500,9 +532,13 @@ impl IncrementalPolicy {
                 Op::Remove { .. } => removed += 1,
             }
         }
-        spare.generation = generation;
-        std::mem::swap(&mut self.live, &mut self.spare);
-        self.pending = ops;
+        let generation = match self.batch.as_mut() {
+            Some(batch) => {
+                batch.extend(ops);
+                self.live.generation + 1
+            }
+            None => self.finish(ops),
+        };
         (Applied::Delta { generation, entries_added: added, entries_removed: removed, copied }, ids)
     }
 }
