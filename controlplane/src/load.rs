@@ -281,9 +281,58 @@ fn check_addresses(ctx: &mut Ctx, p: &Policy) {
     }
 }
 
+/// Which identities carry each label, so "can this selector match anything?" checks only the
+/// identities of its rarest positive term, once per distinct selector. (Scanning every identity
+/// for every selector was rules x identities: seconds for a 20k-rule, 8k-identity policy.)
+struct LabelPostings<'a> {
+    /// key -> value -> identities.
+    pairs: HashMap<&'a str, HashMap<&'a str, Vec<usize>>>,
+    keys: HashMap<&'a str, Vec<usize>>,
+}
+
+impl<'a> LabelPostings<'a> {
+    fn new(p: &'a Policy) -> Self {
+        let mut pairs: HashMap<&str, HashMap<&str, Vec<usize>>> = HashMap::new();
+        let mut keys: HashMap<&str, Vec<usize>> = HashMap::new();
+        for (i, id) in p.identities.iter().enumerate() {
+            for (k, v) in &id.labels {
+                pairs.entry(k.as_str()).or_default().entry(v.as_str()).or_default().push(i);
+                keys.entry(k.as_str()).or_default().push(i);
+            }
+        }
+        Self { pairs, keys }
+    }
+
+    fn pair(&self, k: &str, v: &str) -> &[usize] {
+        self.pairs.get(k).and_then(|m| m.get(v)).map_or(&[], Vec::as_slice)
+    }
+
+    /// Whether some identity satisfies `sel` (a label selector).
+    fn any_match(&self, p: &Policy, sel: &Selector) -> bool {
+        let Selector::Labels { labels, exprs } = sel else { return false };
+        // Each positive term gives the lists an identity must be in to match it.
+        let mut terms: Vec<Vec<&[usize]>> = labels.iter().map(|(k, v)| vec![self.pair(k, v)]).collect();
+        for e in exprs {
+            match e {
+                Expr::In(k, vs) => terms.push(vs.iter().map(|v| self.pair(k, v)).collect()),
+                Expr::Exists(k) => terms.push(vec![self.keys.get(k.as_str()).map_or(&[], Vec::as_slice)]),
+                Expr::NotIn(..) | Expr::DoesNotExist(_) => {}
+            }
+        }
+        let size = |t: &Vec<&[usize]>| t.iter().map(|l| l.len()).sum::<usize>();
+        let check = |i: usize| sel.matches_labels(&p.identities[i].name, &p.identities[i].labels);
+        match terms.iter().min_by_key(|t| size(t)) {
+            Some(rarest) => rarest.iter().any(|l| l.iter().any(|&i| check(i))),
+            None => (0..p.identities.len()).any(check),
+        }
+    }
+}
+
 /// Names that must exist, and selectors that can never match anything.
 fn check_references(ctx: &mut Ctx, p: &Policy) {
     let names: HashSet<&str> = p.identities.iter().map(|i| i.name.as_str()).collect();
+    let postings = LabelPostings::new(p);
+    let mut matchable: HashMap<&Selector, bool> = HashMap::new();
     for r in &p.rules {
         for s in r.from.iter().chain(&r.to) {
             match &s.sel {
@@ -291,7 +340,7 @@ fn check_references(ctx: &mut Ctx, p: &Policy) {
                     ctx.err(&s.loc, format!("unknown identity `{n}`: no Identity object has this name"));
                 }
                 sel @ Selector::Labels { .. }
-                    if !p.identities.iter().any(|i| sel.matches_labels(&i.name, &i.labels)) =>
+                    if !*matchable.entry(sel).or_insert_with(|| postings.any_match(p, sel)) =>
                 {
                     ctx.err(
                         &s.loc,

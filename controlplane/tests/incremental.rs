@@ -284,8 +284,8 @@ fn update_to_applies_a_few_rule_changes_as_deltas() {
     next.rules
         .insert(1, rule("p/mid", labels_sel("zone", "prod"), labels_sel("zone", "prod"), 443, Action::Allow));
     next.rules[0].ports[0].dport = (5433, 5433); // changed: remove + add
-    // A reader holds the published set (a worker mid-batch): the three steps go to the spare
-    // copy as one batch, so nothing is deep-copied.
+                                                 // A reader holds the published set (a worker mid-batch): the three steps go to the spare
+                                                 // copy as one batch, so nothing is deep-copied.
     let held = inc.current();
     let a = inc.update_to(next.clone(), 8).unwrap();
     assert!(matches!(a, Applied::Delta { copied: false, .. }), "{a:?}");
