@@ -87,35 +87,45 @@ fn segment_mode(p: &Policy, id: Option<usize>) -> Option<Mode> {
     p.settings.segments.get(z)?.mode
 }
 
-fn quarantined(p: &Policy, q: &FlowQuery, src: Option<usize>, dst: Option<usize>) -> bool {
+/// Whether (source, destination) are quarantined.
+fn quarantined(p: &Policy, q: &FlowQuery, src: Option<usize>, dst: Option<usize>) -> (bool, bool) {
     let named = |id: Option<usize>| {
         id.is_some_and(|i| p.quarantine.identities.iter().any(|(n, _)| *n == p.identities[i].name))
     };
-    named(src)
-        || named(dst)
-        || p.quarantine.addresses.iter().any(|(c, _)| c.contains(q.src) || c.contains(q.dst))
+    let listed = |a: IpAddr| p.quarantine.addresses.iter().any(|(c, _)| c.contains(a));
+    (named(src) || listed(q.src), named(dst) || listed(q.dst))
 }
 
-/// A quarantine exception: connections to the peer on a listed protocol / destination port;
-/// an entry that restricts neither (or no `ports` at all) admits any traffic with the peer,
-/// the peer's own connections included.
+/// A quarantine exception covers the flow: for a quarantined source, the destination is a peer
+/// on a listed protocol / destination port (no `ports` = any); for a quarantined destination, the
+/// source is a peer of an entry that restricts neither protocol nor port. Written on its own,
+/// independently of the compiled tables.
 pub fn exception(p: &Policy, q: &FlowQuery) -> bool {
-    p.quarantine.exceptions.iter().any(|e| {
-        let ports = if e.ports.is_empty() { vec![PortMatch::ANY] } else { e.ports.clone() };
-        ports.iter().any(|pm| {
-            let proto_ok = pm.proto.is_none_or(|x| x == q.proto);
-            let unrestricted = pm.proto.is_none() && pm.dport == ANY_PORT;
-            (proto_ok && e.peer.contains(q.dst) && q.dport >= pm.dport.0 && q.dport <= pm.dport.1)
-                || (unrestricted && e.peer.contains(q.src))
+    let (src, dst) = (identity_of(p, q.src), identity_of(p, q.dst));
+    let (sq, dq) = quarantined(p, q, src, dst);
+    let entries = || {
+        p.quarantine.exceptions.iter().flat_map(|e| {
+            let ports = if e.ports.is_empty() { vec![PortMatch::ANY] } else { e.ports.clone() };
+            ports.into_iter().map(move |pm| (e.peer, pm))
         })
-    })
+    };
+    let to_peer = entries().any(|(peer, pm)| {
+        pm.proto.is_none_or(|x| x == q.proto)
+            && peer.contains(q.dst)
+            && q.dport >= pm.dport.0
+            && q.dport <= pm.dport.1
+    });
+    let from_peer =
+        entries().any(|(peer, pm)| pm.proto.is_none() && pm.dport == ANY_PORT && peer.contains(q.src));
+    (!sq || to_peer) && (!dq || from_peer)
 }
 
 /// Judges a connection-opening query the slow, obvious way.
 pub fn judge(p: &Policy, q: &FlowQuery) -> RefJudgement {
     let (src, dst) = (identity_of(p, q.src), identity_of(p, q.dst));
     let rules = rule_judgement(p, q, src, dst);
-    if quarantined(p, q, src, dst) {
+    let (sq, dq) = quarantined(p, q, src, dst);
+    if sq || dq {
         // An exception exempts only what the rules allow (quarantine never grants access).
         let exempt = exception(p, q) && matches!(rules.decision, RefDecision::Allow(_));
         let decision = if exempt { RefDecision::QuarantineException } else { RefDecision::Quarantined };

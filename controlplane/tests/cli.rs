@@ -369,6 +369,71 @@ fn trace_takes_identity_names_and_checks_its_flags() {
     assert!(err.contains("unknown identity `no-such-identity`"), "{err}");
 }
 
+/// A quarantine exception is about the quarantined host's *peer*: the quarantined host being
+/// inside an exception's prefix, or a non-peer connecting to it on an excepted port, exempts
+/// nothing (found by differential testing against the documented rules).
+#[test]
+fn quarantine_exceptions_only_cover_the_other_side() {
+    let policy = tmp(
+        "q-sides.yaml",
+        r#"
+apiVersion: bulkhead.io/v1
+kind: Identity
+metadata: {name: a}
+spec: {labels: {app: a}, addresses: [198.18.1.10/32]}
+---
+apiVersion: bulkhead.io/v1
+kind: Identity
+metadata: {name: c}
+spec: {labels: {app: c}, addresses: [198.18.1.20/32]}
+---
+apiVersion: bulkhead.io/v1
+kind: Identity
+metadata: {name: b}
+spec: {labels: {app: b}, addresses: [198.19.1.10/32]}
+---
+apiVersion: bulkhead.io/v1
+kind: Identity
+metadata: {name: d}
+spec: {labels: {app: d}, addresses: [198.18.2.10/32]}
+---
+apiVersion: bulkhead.io/v1
+kind: Policy
+metadata: {name: r}
+spec:
+  rules:
+    - {name: all-tcp, from: [{}], to: [{}], ports: [{protocol: tcp, port: 1-65535}], action: allow}
+---
+apiVersion: bulkhead.io/v1
+kind: Quarantine
+metadata: {name: q}
+spec:
+  addresses: [198.18.1.10/32, 198.19.1.10/32]
+  exceptions:
+    - {name: own-subnet, peer: 198.18.1.0/24, ports: [{protocol: tcp, port: 80-81}]}
+    - {name: b-host, peer: 198.19.1.10/32}
+"#,
+    );
+    let cases = tmp(
+        "q-sides-cases.yaml",
+        r#"
+cases:
+  # a is quarantined; its own /24 is an exception peer: that does not exempt a's traffic to d.
+  - {name: own subnet exempts nothing, from: a, to: d, port: 80, expect: deny, rule: quarantine}
+  # a non-peer (d) opening a connection to quarantined a on an excepted port: still quarantined.
+  - {name: non-peer to quarantined, from: d, to: a, port: 80, expect: deny, rule: quarantine}
+  # a to its peer c (in the /24) on the excepted port: exempt.
+  - {name: to the peer's service, from: a, to: c, port: 80, expect: allow, rule: quarantine-exception}
+  # both ends quarantined: b is a peer, but a is no peer of b's, so a -> b stays cut.
+  - {name: both quarantined, from: a, to: b, port: 22, expect: deny, rule: quarantine}
+"#,
+    );
+    let o = run(&["policy", "test", policy.to_str().unwrap(), "--cases", cases.to_str().unwrap()]);
+    let (out, err) = text(&o);
+    assert!(o.status.success(), "{out}{err}");
+    assert!(out.contains("4 passed, 0 failed"), "{out}");
+}
+
 #[test]
 fn diff_shows_changed_pairs() {
     let old = root().join("config/zones/policy");

@@ -251,11 +251,14 @@ impl TableSet {
     /// The decision for a query whose identities are already resolved.
     #[inline]
     pub fn decide(&self, q: &FlowQuery, src_id: IdentityId, dst_id: IdentityId) -> Decision {
-        if !self.quarantine.is_empty() && self.is_quarantined(q.src, src_id, q.dst, dst_id) {
-            // An exception only exempts traffic the policy allows: quarantine never grants access.
-            let exempt = self.quarantine_exception(q)
-                && matches!(self.decide_rules(q, src_id, dst_id), Decision::Allow { .. });
-            return if exempt { Decision::QuarantineException } else { Decision::Quarantined };
+        if !self.quarantine.is_empty() {
+            let (sq, dq) = self.quarantined_sides(q.src, src_id, q.dst, dst_id);
+            if sq || dq {
+                // An exception only exempts traffic the policy allows: quarantine never grants access.
+                let exempt = self.quarantine_exception(q, sq, dq)
+                    && matches!(self.decide_rules(q, src_id, dst_id), Decision::Allow { .. });
+                return if exempt { Decision::QuarantineException } else { Decision::Quarantined };
+            }
         }
         self.decide_rules(q, src_id, dst_id)
     }
@@ -379,30 +382,44 @@ impl TableSet {
         self.segment_mode.get(seg as usize).copied().flatten()
     }
 
-    fn is_quarantined(&self, src: IpAddr, src_id: IdentityId, dst: IpAddr, dst_id: IdentityId) -> bool {
+    /// Whether each side is quarantined: (source, destination).
+    fn quarantined_sides(
+        &self,
+        src: IpAddr,
+        src_id: IdentityId,
+        dst: IpAddr,
+        dst_id: IdentityId,
+    ) -> (bool, bool) {
         let q = &self.quarantine;
         let id_hit = |id: IdentityId| id != WORLD && q.identities.binary_search(&id).is_ok();
-        id_hit(src_id)
-            || id_hit(dst_id)
-            || q.prefixes
-                .iter()
-                .any(|&(net, len)| prefix_contains(net, len, src) || prefix_contains(net, len, dst))
+        let prefix_hit = |a: IpAddr| q.prefixes.iter().any(|&(net, len)| prefix_contains(net, len, a));
+        (id_hit(src_id) || prefix_hit(src), id_hit(dst_id) || prefix_hit(dst))
     }
 
-    /// An exception with ports (or a protocol) admits only connections *to* the peer's service;
-    /// their replies pass through connection tracking, and revalidation judges a flow in its
-    /// opening direction. Only an exception without ports admits the peer's own connections
-    /// too. (Matching the peer's *source* port instead would let the peer open any port on the
-    /// quarantined host by choosing that source port.)
-    fn quarantine_exception(&self, q: &FlowQuery) -> bool {
-        self.quarantine.exceptions.iter().any(|e| {
-            let proto_ok = e.proto.is_none_or(|p| p == q.proto);
-            let to_peer =
-                prefix_contains(e.peer.0, e.peer.1, q.dst) && q.dport >= e.ports.0 && q.dport <= e.ports.1;
-            let unrestricted = e.proto.is_none() && e.ports == (0, u16::MAX);
-            let from_peer = unrestricted && prefix_contains(e.peer.0, e.peer.1, q.src);
-            proto_ok && (to_peer || from_peer)
-        })
+    /// Whether the quarantined side(s) of `q` talk to an exception peer: a quarantined source
+    /// needs the destination to be a peer (on the exception's protocol and destination ports), a
+    /// quarantined destination needs the source to be a peer of an exception without ports. An
+    /// exception with ports (or a protocol) admits only connections *to* the peer's service; their
+    /// replies pass through connection tracking, and revalidation judges a flow in its opening
+    /// direction. (Matching the peer's *source* port instead would let the peer open any port on
+    /// the quarantined host by choosing that source port.) The quarantined host itself being
+    /// inside an exception's prefix exempts nothing.
+    fn quarantine_exception(&self, q: &FlowQuery, src_quarantined: bool, dst_quarantined: bool) -> bool {
+        let exc = &self.quarantine.exceptions;
+        let to_peer = || {
+            exc.iter().any(|e| {
+                e.proto.is_none_or(|p| p == q.proto)
+                    && prefix_contains(e.peer.0, e.peer.1, q.dst)
+                    && q.dport >= e.ports.0
+                    && q.dport <= e.ports.1
+            })
+        };
+        let from_peer = || {
+            exc.iter().any(|e| {
+                e.proto.is_none() && e.ports == (0, u16::MAX) && prefix_contains(e.peer.0, e.peer.1, q.src)
+            })
+        };
+        (!src_quarantined || to_peer()) && (!dst_quarantined || from_peer())
     }
 
     /// Name of the rule behind a decision, if a rule decided.
