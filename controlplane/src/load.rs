@@ -255,7 +255,11 @@ fn assemble(ctx: &mut Ctx, objects: Vec<Object>) -> Policy {
         dup_check(ctx, &mut seen, "quarantine exception", &e.name, &e.loc);
     }
     check_addresses(ctx, &p);
-    check_references(ctx, &p);
+    // Cross-object checks only once every object is whole: an object dropped for an error (a
+    // misspelt field) would make every reference to it look unknown.
+    if ctx.errors.is_empty() {
+        check_references(ctx, &p);
+    }
     p
 }
 
@@ -375,6 +379,21 @@ fn check_references(ctx: &mut Ctx, p: &Policy) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A misspelt field in an Identity is the one error: no "unknown identity" or "selector can
+    /// never match" for the rules that name it.
+    #[test]
+    fn no_phantom_reference_errors_while_an_object_is_broken() {
+        let text = "apiVersion: bulkhead.io/v1\nkind: Identity\nmetadata: {name: x}\nspec: {labels: {zone: a}, adresses: [198.18.1.1]}\n---\n\
+                    apiVersion: bulkhead.io/v1\nkind: Policy\nmetadata: {name: p}\nspec:\n  rules:\n    \
+                    - {name: r, from: [{identity: x}], to: [{matchLabels: {zone: a}}], action: allow}\n";
+        let e = load_str("b.yaml", text).unwrap_err().to_string();
+        assert!(
+            e.contains("unknown field `adresses`") && e.contains("missing required field `addresses`"),
+            "{e}"
+        );
+        assert!(!e.contains("unknown identity") && !e.contains("can never match"), "{e}");
+    }
 
     #[test]
     fn reads_are_bounded_even_from_an_endless_file() {
