@@ -134,6 +134,12 @@ pub fn judge(p: &Policy, q: &FlowQuery) -> RefJudgement {
     rules
 }
 
+/// The judgement of the rules alone, as if nothing were quarantined (what a quarantine
+/// exception defers to).
+pub fn judge_rules(p: &Policy, q: &FlowQuery) -> RefJudgement {
+    rule_judgement(p, q, identity_of(p, q.src), identity_of(p, q.dst))
+}
+
 /// The judgement of the rules alone, as if nothing were quarantined.
 fn rule_judgement(p: &Policy, q: &FlowQuery, src: Option<usize>, dst: Option<usize>) -> RefJudgement {
     let inherited = segment_mode(p, dst).or_else(|| segment_mode(p, src)).unwrap_or(p.settings.mode);

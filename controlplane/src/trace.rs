@@ -113,11 +113,21 @@ pub fn explain(p: &Policy, c: &CompiledPolicy, q: &FlowQuery) -> String {
         Decision::Deny { .. } => format!("deny rule {} (a deny beats any allow)", decided_by(c, j.decision)),
         Decision::Allow { .. } => format!("allow rule {} (no deny matches)", decided_by(c, j.decision)),
         Decision::DefaultDeny => "default deny (no rule allows this flow)".to_string(),
-        Decision::Quarantined if reference::exception(p, q) => concat!(
-            "quarantine (a quarantine exception matches, but no rule allows this flow: ",
-            "an exception only exempts traffic the policy allows)"
-        )
-        .to_string(),
+        Decision::Quarantined if reference::exception(p, q) => {
+            let r = reference::judge_rules(p, q);
+            let rules_say = match (&r.decision, r.mode) {
+                (RefDecision::Deny(n), Mode::Monitor) => format!("give would_deny (rule {n}, monitor mode)"),
+                (RefDecision::Deny(n), Mode::Enforce) => format!("deny it (rule {n})"),
+                (RefDecision::DefaultDeny, Mode::Monitor) => {
+                    "give would_deny (default deny, monitor mode)".into()
+                }
+                _ => "default-deny it".into(),
+            };
+            format!(
+                "quarantine (a quarantine exception matches, but the rules {rules_say}: an exception \
+                 only exempts traffic the rules allow)"
+            )
+        }
         Decision::Quarantined => "quarantine (no quarantine exception matches)".to_string(),
         Decision::QuarantineException => {
             "quarantine exception (quarantined, but the peer is an exception and a rule allows the flow)"
@@ -125,7 +135,8 @@ pub fn explain(p: &Policy, c: &CompiledPolicy, q: &FlowQuery) -> String {
         }
     };
     let _ = writeln!(out, "decided by   {why}");
-    if monitor_deny_matched && !j.decision.allows() && j.mode == Mode::Enforce {
+    let quarantine = matches!(j.decision, Decision::Quarantined | Decision::QuarantineException);
+    if monitor_deny_matched && !quarantine && !j.decision.allows() && j.mode == Mode::Enforce {
         let _ = writeln!(
             out,
             "note         a `mode: monitor` deny matches, but it only reports: it never lets through \

@@ -432,6 +432,28 @@ cases:
     let (out, err) = text(&o);
     assert!(o.status.success(), "{out}{err}");
     assert!(out.contains("4 passed, 0 failed"), "{out}");
+
+    // The trace of an excepted flow the rules do not allow says what the rules give.
+    let q1 = tmp("q1.yaml", &std::fs::read_to_string(&policy).unwrap().replace(
+        "    - {name: all-tcp, from: [{}], to: [{}], ports: [{protocol: tcp, port: 1-65535}], action: allow}",
+        "    - {name: all-tcp, from: [{}], to: [{}], ports: [{protocol: tcp, port: 1-65535}], action: allow}\n    - {name: mon, from: [{identity: a}], to: [{identity: c}], ports: [{protocol: tcp, port: 81}], action: deny, mode: monitor}",
+    ));
+    let o = run(&[
+        "policy",
+        "trace",
+        "--policy",
+        q1.to_str().unwrap(),
+        "--from",
+        "a",
+        "--to",
+        "c",
+        "--dport",
+        "81",
+    ]);
+    let (out, err) = text(&o);
+    assert!(o.status.success(), "{err}");
+    assert!(out.contains("the rules give would_deny (rule r/mon, monitor mode)"), "{out}");
+    assert!(!out.contains("note "), "{out}");
 }
 
 #[test]
