@@ -55,8 +55,9 @@ pub enum QuarantineCmd {
         /// exception never opens what the policy does not allow.
         #[arg(long = "except", value_name = "CIDR[:PORTS]")]
         exceptions: Vec<String>,
-        /// Wait this long (ms) for the first enforced drop to report the time to contain.
-        #[arg(long, value_name = "MS", default_value_t = 2000)]
+        /// Wait this long (ms, at most 10000) for the first enforced drop to report the time to
+        /// contain.
+        #[arg(long, value_name = "MS", default_value_t = 2000, value_parser = clap::value_parser!(u64).range(0..=10_000))]
         wait_ms: u64,
         #[command(flatten)]
         opt: ControlOpt,
@@ -82,8 +83,8 @@ pub struct FlowsArgs {
     /// Only flows opened towards this address.
     #[arg(long, value_name = "ADDR")]
     pub to: Option<String>,
-    /// At most this many flows (1 or more).
-    #[arg(long, value_name = "N", default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..))]
+    /// At most this many flows (1 to 100000).
+    #[arg(long, value_name = "N", default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..=100_000))]
     pub limit: u32,
     #[command(flatten)]
     pub opt: ControlOpt,

@@ -225,6 +225,9 @@ pub fn handle(ctl: &Controller, req: Request, received_mono_ns: u64) -> Reply {
             Err(e) => Reply::err(format!("reload rejected, the running policy stays in force:\n{e}")),
         },
         Request::QuarantineAdd { target, exceptions, wait_ms } => {
+            if wait_ms.is_some_and(|w| u128::from(w) > MAX_CONTAIN_WAIT.as_millis()) {
+                return Reply::err(format!("wait_ms must be at most {}", MAX_CONTAIN_WAIT.as_millis()));
+            }
             let target: QuarantineTarget = match target.parse() {
                 Ok(t) => t,
                 Err(e) => return Reply::err(e),
@@ -240,7 +243,7 @@ pub fn handle(ctl: &Controller, req: Request, received_mono_ns: u64) -> Reply {
                 Ok(e) => e,
                 Err(e) => return Reply::err(e),
             };
-            let wait = wait_ms.map_or(DEFAULT_CONTAIN_WAIT, Duration::from_millis).min(MAX_CONTAIN_WAIT);
+            let wait = wait_ms.map_or(DEFAULT_CONTAIN_WAIT, Duration::from_millis);
             let ttc = ctl.wait_contained(&target, wait);
             let mut entry = quarantine_data(state, &entry);
             entry.time_to_contain_ns = ttc;
@@ -262,13 +265,14 @@ pub fn handle(ctl: &Controller, req: Request, received_mono_ns: u64) -> Reply {
         }
         Request::QuarantineList => Reply::ok(quarantine_list(state)),
         Request::Flows { from, to, limit } => {
+            if limit.is_some_and(|l| l == 0 || l > MAX_FLOWS_LIMIT) {
+                return Reply::err(format!("limit must be 1 to {MAX_FLOWS_LIMIT}"));
+            }
             let parse = |s: Option<String>| -> Result<Option<IpAddr>, String> {
                 s.map(|a| a.parse::<IpAddr>().map_err(|_| format!("`{a}` is not an IP address"))).transpose()
             };
             match (parse(from), parse(to)) {
-                (Ok(f), Ok(t)) => {
-                    Reply::ok(flows(state, f, t, limit.unwrap_or(DEFAULT_FLOWS_LIMIT).min(MAX_FLOWS_LIMIT)))
-                }
+                (Ok(f), Ok(t)) => Reply::ok(flows(state, f, t, limit.unwrap_or(DEFAULT_FLOWS_LIMIT))),
                 (Err(e), _) | (_, Err(e)) => Reply::err(e),
             }
         }
@@ -510,6 +514,22 @@ mod tests {
         .unwrap();
         let q: QuarantineAddData = serde_json::from_value(r.data.unwrap()).unwrap();
         assert_eq!((q.entry.generation, q.contained, q.note.as_str()), (3, false, "no traffic yet"));
+        // Out-of-range arguments are errors, not silently clamped (and change nothing).
+        let r = request(
+            &sock,
+            &Request::QuarantineAdd {
+                target: "198.18.9.9".into(),
+                exceptions: vec![],
+                wait_ms: Some(20_000),
+            },
+            Duration::from_secs(5),
+        )
+        .unwrap();
+        assert!(!r.ok && r.error.as_deref().is_some_and(|e| e.contains("at most 10000")), "{r:?}");
+        let r =
+            request(&sock, &Request::Flows { from: None, to: None, limit: Some(0) }, Duration::from_secs(5))
+                .unwrap();
+        assert!(!r.ok && r.error.as_deref().is_some_and(|e| e.contains("1 to 100000")), "{r:?}");
         let r = request(&sock, &Request::QuarantineList, Duration::from_secs(5)).unwrap();
         let l: QuarantineListData = serde_json::from_value(r.data.unwrap()).unwrap();
         assert_eq!(l.entries.len(), 1);
