@@ -157,6 +157,8 @@ struct Inner {
     runtime: Vec<QuarantineEntry>,
     /// The updater that made the running generation, if a reload made it (see the module docs).
     inc: Option<IncrementalPolicy>,
+    /// Why there is no updater (said by the next reload's full build).
+    no_inc_because: &'static str,
 }
 
 impl Inner {
@@ -174,13 +176,14 @@ impl Inner {
             let inc = IncrementalPolicy::new(full, generation).map_err(|d| d.to_string())?;
             let t = inc.current();
             self.inc = Some(inc);
-            return Ok((t, false, "full build".to_string()));
+            return Ok((t, false, format!("full build ({})", self.no_inc_because)));
         };
         let applied = match inc.update_to(full, RELOAD_MAX_DELTAS) {
             Ok(Applied::Unchanged) => inc.bump(),
             Ok(a) => a,
             Err(d) => {
                 self.inc = None;
+                self.no_inc_because = "the last reload failed";
                 return Err(d.to_string());
             }
         };
@@ -190,7 +193,8 @@ impl Inner {
                 t,
                 true,
                 format!(
-                    "incremental: {entries_added} classifier entries added, {entries_removed} removed{}",
+                    "incremental: {entries_added} classifier {} added, {entries_removed} removed{}",
+                    if entries_added == 1 { "entry" } else { "entries" },
                     if copied { " (tables copied: a reader held the spare)" } else { "" }
                 ),
             ),
@@ -229,7 +233,14 @@ impl Controller {
         for e in &mut runtime {
             e.generation = generation;
         }
-        let c = Self { state, inner: Mutex::new(Inner { path, policy, runtime, inc: None }), state_file };
+        let inner = Inner {
+            path,
+            policy,
+            runtime,
+            inc: None,
+            no_inc_because: "first reload: the incremental updater is built now",
+        };
+        let c = Self { state, inner: Mutex::new(inner), state_file };
         c.publish_entries(&super::state::lock(&c.inner), generation);
         c
     }
@@ -316,6 +327,7 @@ impl Controller {
             let info = policy_info(&path, &policy, tables.generation, "reload");
             self.state.publish_arc(tables, info.clone(), lineage).map_err(|e| {
                 inner.inc = None;
+                inner.no_inc_because = "the last reload failed";
                 format!("generation {} does not follow {}", e.offered, e.current)
             })?;
             Ok((policy, info, applied))
@@ -421,6 +433,7 @@ impl Controller {
     /// publishes it (the one path both quarantine verbs take). Called with the writer lock held.
     fn publish_quarantine_change(&self, inner: &mut Inner) -> Result<u64, String> {
         inner.inc = None; // its tables no longer make the running generation
+        inner.no_inc_because = "a quarantine changed since the last reload";
         let generation = self.state.current().generation + 1;
         compile_with(&inner.policy, &inner.runtime, generation).and_then(|c| {
             let info = policy_info(&inner.path, &inner.policy, generation, "quarantine");
@@ -574,7 +587,8 @@ spec:
         let c = controller(&f.0);
         let https = q("198.18.1.10", "198.19.1.10", 443);
         let out = c.reload(None).unwrap();
-        assert_eq!((out.generation, out.applied.as_str()), (2, "full build"));
+        assert_eq!(out.generation, 2);
+        assert!(out.applied.starts_with("full build (first reload"), "{}", out.applied);
         let out = c.reload(None).unwrap();
         assert_eq!(out.generation, 3);
         assert!(out.applied.starts_with("incremental: 0 classifier entries added"), "{}", out.applied);
@@ -607,7 +621,8 @@ spec:
         assert!(c.reload(None).unwrap().applied.starts_with("full build ("));
         c.quarantine_add("corp".parse().unwrap(), vec![], 5).unwrap();
         let out = c.reload(None).unwrap();
-        assert_eq!((out.generation, out.applied.as_str()), (7, "full build"));
+        assert_eq!(out.generation, 7);
+        assert_eq!(out.applied, "full build (a quarantine changed since the last reload)");
         assert_eq!(
             c.state().current().judge(&q("198.18.1.10", "198.19.1.11", 80)).decision,
             Decision::Quarantined
