@@ -428,12 +428,9 @@ impl FromStr for QuarantineTarget {
             let len = if a.is_ipv4() { 32 } else { 128 };
             return Ok(QuarantineTarget::Prefix(Cidr { addr: a, len }));
         }
-        if let Some((a, l)) = s.split_once('/') {
-            let addr: IpAddr = a.parse().map_err(|_| format!("`{s}`: `{a}` is not an IP address"))?;
-            let len: u8 = l.parse().map_err(|_| format!("`{s}`: `{l}` is not a prefix length"))?;
-            return Cidr::new(addr, len)
-                .map(QuarantineTarget::Prefix)
-                .ok_or_else(|| format!("`{s}`: prefix length too long, or host bits set"));
+        if s.contains('/') {
+            // The policy's CIDR parser: the same messages ("did you mean 198.18.1.0/24?").
+            return crate::parse::parse_cidr(s).map(QuarantineTarget::Prefix);
         }
         if s.contains(':') || s.chars().all(|c| c.is_ascii_digit() || c == '.') {
             return Err(format!("`{s}` is not a valid IP address"));

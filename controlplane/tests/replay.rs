@@ -491,7 +491,8 @@ fn change_arguments_are_checked() {
     );
     assert!("198.18.1.1/24".parse::<QuarantineTarget>().unwrap_err().contains("host bits"));
     assert!("198.18.1.0/40".parse::<QuarantineTarget>().is_err());
-    assert!("x/24".parse::<QuarantineTarget>().unwrap_err().contains("not an IP address"));
+    assert!("x/24".parse::<QuarantineTarget>().unwrap_err().contains("expected an IPv4 or IPv6 address"));
+    assert!("198.18.1.7/24".parse::<QuarantineTarget>().unwrap_err().contains("did you mean 198.18.1.0/24"));
     assert_eq!("web".parse::<QuarantineTarget>(), Ok(QuarantineTarget::Identity("web".into())));
     assert!("a b".parse::<QuarantineTarget>().is_err());
     assert!("198.18.1.300".parse::<QuarantineTarget>().unwrap_err().contains("not a valid IP address"));

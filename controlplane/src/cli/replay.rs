@@ -63,7 +63,8 @@ pub fn run(a: ReplayArgs) -> ExitCode {
     }
 }
 
+/// Exit 2 for a malformed argument (as clap's own usage errors), 1 for everything else.
 fn fail(e: &ReplayError) -> ExitCode {
     eprintln!("bulkhead replay: {e}");
-    ExitCode::from(1)
+    ExitCode::from(if matches!(e, ReplayError::Arg(_)) { 2 } else { 1 })
 }
