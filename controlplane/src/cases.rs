@@ -298,6 +298,24 @@ pub fn run_case(c: &CompiledPolicy, p: &Policy, case: &Case) -> CaseResult {
         sport: case.sport,
         dport: case.dport,
     };
+    if let Some(r) = case.rule.as_deref() {
+        let special =
+            ["default-deny", "default_deny", "quarantine", "quarantine-exception", "quarantine_exception"];
+        let known = special.contains(&r)
+            || p.rules.iter().any(|x| x.name == r)
+            || p.acl_tiers.iter().any(|t| t.rules.iter().any(|x| x.name == r));
+        if !known {
+            return CaseResult {
+                query: blank,
+                got: "",
+                decided_by: String::new(),
+                pass: false,
+                error: Some(format!(
+                    "unknown rule `{r}`: expected a rule's full name (POLICY/RULE or TIER/LINE), default-deny, quarantine or quarantine-exception"
+                )),
+            };
+        }
+    }
     let (src, dst) = match resolve_pair(c, p, &case.from, &case.to) {
         Ok(pair) => pair,
         Err(e) => {
@@ -451,6 +469,25 @@ spec:
             .unwrap_err()
             .to_string();
         assert!(e.contains("c:2:21") && e.contains("is a prefix"), "{e}");
+    }
+
+    /// A case naming a rule that does not exist is an error, not a plain FAIL.
+    #[test]
+    fn a_case_naming_an_unknown_rule_is_an_error() {
+        let p = crate::load::load_str(
+            "p.yaml",
+            "apiVersion: bulkhead.io/v1\nkind: Identity\nmetadata: {name: w}\nspec: {labels: {app: w}, addresses: [198.18.1.1]}\n",
+        )
+        .unwrap();
+        let c = crate::compile::compile(&p, 1).unwrap();
+        let cases = parse_cases(
+            "c.yaml",
+            "cases:\n  - {from: w, to: 198.18.9.9, port: 1, expect: deny, rule: r/nosuch}\n  - {from: w, to: 198.18.9.9, port: 1, expect: deny, rule: default_deny}\n",
+        )
+        .unwrap();
+        let r = run_case(&c, &p, &cases[0]);
+        assert!(r.error.as_deref().is_some_and(|e| e.contains("unknown rule `r/nosuch`")), "{r:?}");
+        assert!(run_case(&c, &p, &cases[1]).pass);
     }
 
     #[test]
