@@ -97,7 +97,7 @@ pub fn explain(p: &Policy, c: &CompiledPolicy, q: &FlowQuery) -> String {
                 let r = &t.rules[i];
                 let _ = writeln!(
                     out,
-                    "acl tier     {}: first match is line {i} {} ({})  [{}]",
+                    "acl tier     {}: first match is line {i} (counting from 0), {} ({})  [{}]",
                     t.name,
                     r.name,
                     action_name(r.action),
