@@ -96,15 +96,39 @@ pub fn parse_rules(text: &str) -> Result<Vec<ClassifierRule>, ParseError> {
 /// # Errors
 /// The first malformed line, with line, column and the expected form.
 pub fn parse_rules_full(text: &str) -> Result<Vec<ClassBenchRule>, ParseError> {
+    parse_rules_collect(text, 1).map_err(|mut e| e.swap_remove(0))
+}
+
+/// Parses a rule file, collecting up to `max_errors` malformed lines (at least one) before it
+/// stops, so an operator sees every mistake of a file at once. A malformed line still counts
+/// for the priorities of the lines after it.
+///
+/// # Errors
+/// The malformed lines, in file order.
+pub fn parse_rules_collect(text: &str, max_errors: usize) -> Result<Vec<ClassBenchRule>, Vec<ParseError>> {
     let mut out = Vec::new();
+    let mut errors = Vec::new();
+    let mut priority = 0u32;
     for (i, line) in text.lines().enumerate() {
         if line.trim().is_empty() {
             continue;
         }
-        let priority = out.len() as u32;
-        out.push(parse_rule_line(line, i + 1, priority)?);
+        match parse_rule_line(line, i + 1, priority) {
+            Ok(r) => out.push(r),
+            Err(e) => {
+                errors.push(e);
+                if errors.len() >= max_errors.max(1) {
+                    break;
+                }
+            }
+        }
+        priority += 1;
     }
-    Ok(out)
+    if errors.is_empty() {
+        Ok(out)
+    } else {
+        Err(errors)
+    }
 }
 
 /// Parses a trace file into headers.
@@ -112,14 +136,35 @@ pub fn parse_rules_full(text: &str) -> Result<Vec<ClassBenchRule>, ParseError> {
 /// # Errors
 /// The first malformed line, with line, column and the expected form.
 pub fn parse_trace(text: &str) -> Result<Vec<TraceHeader>, ParseError> {
+    parse_trace_collect(text, 1).map_err(|mut e| e.swap_remove(0))
+}
+
+/// Parses a trace file, collecting up to `max_errors` malformed lines (at least one).
+///
+/// # Errors
+/// The malformed lines, in file order.
+pub fn parse_trace_collect(text: &str, max_errors: usize) -> Result<Vec<TraceHeader>, Vec<ParseError>> {
     let mut out = Vec::new();
+    let mut errors = Vec::new();
     for (i, line) in text.lines().enumerate() {
         if line.trim().is_empty() {
             continue;
         }
-        out.push(parse_trace_line(line, i + 1)?);
+        match parse_trace_line(line, i + 1) {
+            Ok(h) => out.push(h),
+            Err(e) => {
+                errors.push(e);
+                if errors.len() >= max_errors.max(1) {
+                    break;
+                }
+            }
+        }
     }
-    Ok(out)
+    if errors.is_empty() {
+        Ok(out)
+    } else {
+        Err(errors)
+    }
 }
 
 /// Parses a trace file into classifier keys only.
