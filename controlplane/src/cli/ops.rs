@@ -312,6 +312,7 @@ fn quarantine_line(e: &QuarantineData) -> String {
         Some(t) => {
             let _ = write!(s, ", contained in {}", ns(t));
         }
+        None if e.restored => s.push_str(", restored at start and enforced from its first generation"),
         None if e.added_at.is_some() => s.push_str(", no enforced drop yet"),
         None => {}
     }

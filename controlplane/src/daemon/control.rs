@@ -340,6 +340,7 @@ fn quarantine_data(_state: &State, e: &QuarantineEntry) -> QuarantineData {
             .then(|| rfc3339(e.added_at_unix as f64)),
         generation: e.generation,
         time_to_contain_ns: e.time_to_contain_ns,
+        restored: e.restored,
     }
 }
 

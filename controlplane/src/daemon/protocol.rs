@@ -261,6 +261,10 @@ pub struct QuarantineData {
     pub generation: u64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub time_to_contain_ns: Option<u64>,
+    /// Read back from the quarantine state file at start: enforced from the first generation,
+    /// its time to contain (if any) measured before the restart.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub restored: bool,
 }
 
 /// `quarantine_add` data.
