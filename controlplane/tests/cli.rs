@@ -32,6 +32,20 @@ fn tmp(name: &str, content: &str) -> PathBuf {
 }
 
 /// Every `config/<example>/` with a `policy/` and a `cases.yaml` passes `policy test`.
+/// `Identity` documents, each followed by `---`: (name, labels as a YAML flow-map body, address).
+fn identities(list: &[(&str, &str, &str)]) -> String {
+    list.iter()
+        .map(|(n, l, a)| {
+            format!("apiVersion: bulkhead.io/v1\nkind: Identity\nmetadata: {{name: {n}}}\nspec: {{labels: {{{l}}}, addresses: [{a}]}}\n---\n")
+        })
+        .collect()
+}
+
+/// Two identities, `web` (tier web, 198.18.1.0/24) and `corp` (zone corp, 198.18.3.0/24).
+static WEB_AND_CORP: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    identities(&[("web", "tier: web", "198.18.1.0/24"), ("corp", "zone: corp", "198.18.3.0/24")])
+});
+
 #[test]
 fn every_example_passes_its_cases() {
     let mut n = 0;
@@ -197,18 +211,8 @@ fn check_reads_a_repeated_path_once_and_positions_bad_utf8() {
 fn enforced_acl_deny_outranks_a_monitor_identity_deny() {
     let policy = tmp(
         "cross-tier.yaml",
-        r#"
-apiVersion: bulkhead.io/v1
-kind: Identity
-metadata: {name: web}
-spec: {labels: {tier: web}, addresses: [198.18.1.0/24]}
----
-apiVersion: bulkhead.io/v1
-kind: Identity
-metadata: {name: corp}
-spec: {labels: {zone: corp}, addresses: [198.18.3.0/24]}
----
-apiVersion: bulkhead.io/v1
+        &(WEB_AND_CORP.to_string()
+            + r#"apiVersion: bulkhead.io/v1
 kind: Policy
 metadata: {name: p}
 spec:
@@ -226,7 +230,7 @@ metadata: {name: a1}
 spec:
   rules:
     - {name: deny-web-23, dst: 198.18.1.0/24, protocol: tcp, dport: 23, action: deny}
-"#,
+"#),
     );
     let args = ["--from", "198.18.3.1", "--to", "198.18.1.1", "--proto", "tcp", "--dport", "23"];
     let mut cmd = vec!["policy", "trace", "--policy", policy.to_str().unwrap()];
@@ -244,18 +248,8 @@ spec:
 fn a_monitor_deny_never_opens_what_default_deny_closes() {
     let policy = tmp(
         "monitor-deny.yaml",
-        r#"
-apiVersion: bulkhead.io/v1
-kind: Identity
-metadata: {name: web}
-spec: {labels: {tier: web}, addresses: [198.18.1.0/24]}
----
-apiVersion: bulkhead.io/v1
-kind: Identity
-metadata: {name: corp}
-spec: {labels: {zone: corp}, addresses: [198.18.3.0/24]}
----
-apiVersion: bulkhead.io/v1
+        &(WEB_AND_CORP.to_string()
+            + r#"apiVersion: bulkhead.io/v1
 kind: Policy
 metadata: {name: p}
 spec:
@@ -281,7 +275,7 @@ spec:
     - {name: https, dst: 198.18.1.0/24, protocol: tcp, dport: 443, action: allow}
     - {name: trial-smtp, dst: 198.18.1.0/24, protocol: tcp, dport: 25, action: deny, mode: monitor}
     - {name: smtp, dst: 198.18.1.0/24, protocol: tcp, dport: 25, action: deny, mode: enforce}
-"#,
+"#),
     );
     let trace = |port: &str| {
         let o = run(&[
@@ -376,27 +370,12 @@ fn trace_takes_identity_names_and_checks_its_flags() {
 fn quarantine_exceptions_only_cover_the_other_side() {
     let policy = tmp(
         "q-sides.yaml",
-        r#"
-apiVersion: bulkhead.io/v1
-kind: Identity
-metadata: {name: a}
-spec: {labels: {app: a}, addresses: [198.18.1.10/32]}
----
-apiVersion: bulkhead.io/v1
-kind: Identity
-metadata: {name: c}
-spec: {labels: {app: c}, addresses: [198.18.1.20/32]}
----
-apiVersion: bulkhead.io/v1
-kind: Identity
-metadata: {name: b}
-spec: {labels: {app: b}, addresses: [198.19.1.10/32]}
----
-apiVersion: bulkhead.io/v1
-kind: Identity
-metadata: {name: d}
-spec: {labels: {app: d}, addresses: [198.18.2.10/32]}
----
+        &(identities(&[
+            ("a", "app: a", "198.18.1.10/32"),
+            ("c", "app: c", "198.18.1.20/32"),
+            ("b", "app: b", "198.19.1.10/32"),
+            ("d", "app: d", "198.18.2.10/32"),
+        ]) + r#"
 apiVersion: bulkhead.io/v1
 kind: Policy
 metadata: {name: r}
@@ -412,7 +391,7 @@ spec:
   exceptions:
     - {name: own-subnet, peer: 198.18.1.0/24, ports: [{protocol: tcp, port: 80-81}]}
     - {name: b-host, peer: 198.19.1.10/32}
-"#,
+"#),
     );
     let cases = tmp(
         "q-sides-cases.yaml",
