@@ -383,46 +383,69 @@ impl IncrementalPolicy {
     }
 
     fn update_steps(&mut self, new: Policy, max_changes: usize) -> Result<Applied, Diagnostics> {
-        let cur = self.policy();
-        let same_base = same_identities(&cur.identities, &new.identities)
-            && same_acls(&cur.acl_tiers, &new.acl_tiers)
-            && strip_settings(&cur.settings) == strip_settings(&new.settings)
-            && same_quarantine(&cur.quarantine, &new.quarantine);
-        if !same_base {
-            return self.replace(new, "identities, ACL tiers, settings or quarantine changed");
+        /// What the comparison decided (computed on borrows of `self`, acted on after).
+        enum Plan {
+            Rebuild(&'static str),
+            Unchanged,
+            Steps { removed: Vec<String>, added: Vec<usize> },
         }
-        let old_by_name: FxHashMap<&str, &Rule> = cur.rules.iter().map(|r| (r.name.as_str(), r)).collect();
-        let new_names: FxHashMap<&str, &Rule> = new.rules.iter().map(|r| (r.name.as_str(), r)).collect();
-        let removed: Vec<String> = cur
-            .rules
-            .iter()
-            .filter(|r| new_names.get(r.name.as_str()).is_none_or(|n| !same_rule(r, n)))
-            .map(|r| r.name.clone())
-            .collect();
-        let added: Vec<usize> = (0..new.rules.len())
-            .filter(|&i| {
-                old_by_name.get(new.rules[i].name.as_str()).is_none_or(|o| !same_rule(o, &new.rules[i]))
-            })
-            .collect();
-        if removed.is_empty() && added.is_empty() {
-            let kept_old: Vec<&str> = cur.rules.iter().map(|r| r.name.as_str()).collect();
-            let kept_new: Vec<&str> = new.rules.iter().map(|r| r.name.as_str()).collect();
-            if kept_old == kept_new {
-                return Ok(Applied::Unchanged);
+        // Compared in place (no copy of the current policy: at 20k rules a clone cost more than
+        // the update itself).
+        let plan = {
+            let base = &self.base;
+            let same_base = same_identities(&base.identities, &new.identities)
+                && same_acls(&base.acl_tiers, &self.acl, &new.acl_tiers)
+                && strip_settings(&base.settings) == strip_settings(&new.settings)
+                && same_quarantine(&base.quarantine, &new.quarantine);
+            if same_base {
+                let cur: Vec<&Rule> = self.rules.values().map(|l| &l.rule).collect();
+                plan_rule_changes(&cur, &new.rules, max_changes)
+            } else {
+                Plan::Rebuild("identities, ACL tiers, settings or quarantine changed")
+            }
+        };
+        fn plan_rule_changes(cur: &[&Rule], new: &[Rule], max_changes: usize) -> Plan {
+            // Edits are local: skip the common head and tail in order (one comparison per kept
+            // rule), and match names only in the middle that differs.
+            let head = cur.iter().zip(new).take_while(|(a, b)| same_rule(a, b)).count();
+            let (cur_mid, new_mid) = (&cur[head..], &new[head..]);
+            let tail =
+                cur_mid.iter().rev().zip(new_mid.iter().rev()).take_while(|(a, b)| same_rule(a, b)).count();
+            let (cur_mid, new_mid) = (&cur_mid[..cur_mid.len() - tail], &new_mid[..new_mid.len() - tail]);
+            let old_by_name: FxHashMap<&str, &Rule> = cur_mid.iter().map(|r| (r.name.as_str(), *r)).collect();
+            let new_names: FxHashMap<&str, &Rule> = new_mid.iter().map(|r| (r.name.as_str(), r)).collect();
+            let removed: Vec<&str> = cur_mid
+                .iter()
+                .filter(|r| new_names.get(r.name.as_str()).is_none_or(|n| !same_rule(r, n)))
+                .map(|r| r.name.as_str())
+                .collect();
+            let added: Vec<usize> = (0..new_mid.len())
+                .filter(|&i| {
+                    old_by_name.get(new_mid[i].name.as_str()).is_none_or(|o| !same_rule(o, &new_mid[i]))
+                })
+                .collect();
+            // Kept rules must keep their relative order (else priorities would have to move).
+            let removed_set: std::collections::HashSet<&str> = removed.iter().copied().collect();
+            let added_set: std::collections::HashSet<usize> = added.iter().copied().collect();
+            let kept_old = cur_mid.iter().map(|r| r.name.as_str()).filter(|n| !removed_set.contains(n));
+            let kept_new =
+                (0..new_mid.len()).filter(|i| !added_set.contains(i)).map(|i| new_mid[i].name.as_str());
+            let same_order = kept_old.eq(kept_new);
+            // (Rule names are unique, so no rule of the head or tail can reappear in the middle.)
+            if removed.is_empty() && added.is_empty() && same_order {
+                Plan::Unchanged
+            } else if removed.len() + added.len() > max_changes || !same_order {
+                Plan::Rebuild("too many rule changes, or rules reordered")
+            } else {
+                let added = added.into_iter().map(|i| i + head).collect();
+                Plan::Steps { removed: removed.into_iter().map(str::to_string).collect(), added }
             }
         }
-        // Kept rules must keep their relative order (else priorities would have to move).
-        let removed_set: std::collections::HashSet<&str> = removed.iter().map(String::as_str).collect();
-        let kept_old: Vec<&str> =
-            cur.rules.iter().map(|r| r.name.as_str()).filter(|n| !removed_set.contains(n)).collect();
-        let added_set: std::collections::HashSet<usize> = added.iter().copied().collect();
-        let kept_new: Vec<&str> = (0..new.rules.len())
-            .filter(|i| !added_set.contains(i))
-            .map(|i| new.rules[i].name.as_str())
-            .collect();
-        if removed.len() + added.len() > max_changes || kept_old != kept_new {
-            return self.replace(new, "too many rule changes, or rules reordered");
-        }
+        let (removed, added) = match plan {
+            Plan::Rebuild(why) => return self.replace(new, why),
+            Plan::Unchanged => return Ok(Applied::Unchanged),
+            Plan::Steps { removed, added } => (removed, added),
+        };
         // One batch: every change goes to the spare copy, published once at the end (a second
         // commit would find the spare to be the set just published, still held by readers).
         self.batch_copied = self.prepare_spare();
@@ -616,8 +639,8 @@ fn insert_at<T>(list: &mut Vec<T>, item: T, pos: &Position, name: impl Fn(&T) ->
     list.insert(at, item);
 }
 
-fn sels(v: &[SelectorAt]) -> Vec<&Selector> {
-    v.iter().map(|s| &s.sel).collect()
+fn same_sels(a: &[SelectorAt], b: &[SelectorAt]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).all(|(x, y)| x.sel == y.sel)
 }
 
 /// Same rule, ignoring source positions.
@@ -626,8 +649,8 @@ fn same_rule(a: &Rule, b: &Rule) -> bool {
         && a.action == b.action
         && a.mode == b.mode
         && a.ports == b.ports
-        && sels(&a.from) == sels(&b.from)
-        && sels(&a.to) == sels(&b.to)
+        && same_sels(&a.from, &b.from)
+        && same_sels(&a.to, &b.to)
 }
 
 fn same_identities(a: &[Identity], b: &[Identity]) -> bool {
@@ -640,12 +663,13 @@ fn same_identities(a: &[Identity], b: &[Identity]) -> bool {
         })
 }
 
-fn same_acls(a: &[AclTier], b: &[AclTier]) -> bool {
-    a.len() == b.len()
-        && a.iter().zip(b).all(|(x, y)| {
+/// The current tiers (names in `base`, lines in `lines`) against `new`'s.
+fn same_acls(base: &[AclTier], lines: &[AclState], new: &[AclTier]) -> bool {
+    base.len() == new.len()
+        && base.iter().zip(lines).zip(new).all(|((x, st), y)| {
             x.name == y.name
-                && x.rules.len() == y.rules.len()
-                && x.rules.iter().zip(&y.rules).all(|(p, q)| {
+                && st.lines.len() == y.rules.len()
+                && st.lines.values().map(|l| &l.line).zip(&y.rules).all(|(p, q)| {
                     (&p.name, p.src, p.dst, p.proto, p.sport, p.dport, p.action, p.mode)
                         == (&q.name, q.src, q.dst, q.proto, q.sport, q.dport, q.action, q.mode)
                 })

@@ -354,3 +354,32 @@ fn both_copies_keep_headroom_for_updates_also_after_a_deep_copy() {
     assert!(!inc.current().judge(&q("198.18.2.5", "198.18.0.5", 2)).decision.allows());
     drop(held);
 }
+
+/// `update_to` diffs in place: rules kept in order at the head and tail are skipped, a change in
+/// the middle is a delta, a swap of two rules is a reorder (a rebuild).
+#[test]
+fn update_to_finds_middle_changes_and_reorders() {
+    let mut p = label_policy();
+    for (i, port) in [5432u16, 22, 443, 80, 8080].iter().enumerate() {
+        p.rules.push(rule(
+            &format!("p/r{i}"),
+            labels_sel("tier", "web"),
+            labels_sel("tier", "db"),
+            *port,
+            Action::Allow,
+        ));
+    }
+    let mut inc = IncrementalPolicy::new(p.clone(), 1).unwrap();
+    let mut mid = p.clone();
+    mid.rules[2].ports[0].dport = (444, 444);
+    let a = inc.update_to(mid.clone(), 8).unwrap();
+    assert!(matches!(a, Applied::Delta { entries_added: 1.., entries_removed: 1.., .. }), "{a:?}");
+    same_answers(&inc.current(), &mid, 11, 0).unwrap();
+    let mut swapped = mid.clone();
+    swapped.rules.swap(1, 3);
+    match inc.update_to(swapped.clone(), 8).unwrap() {
+        Applied::Rebuilt { reason, .. } => assert!(reason.contains("reordered"), "{reason}"),
+        other => panic!("expected a rebuild, got {other:?}"),
+    }
+    same_answers(&inc.current(), &swapped, 12, 0).unwrap();
+}
