@@ -61,6 +61,9 @@ pub struct Case {
     pub loc: Loc,
     pub from: Endpoint,
     pub to: Endpoint,
+    /// Where `from` and `to` are written (an unknown identity is reported there).
+    pub from_loc: Loc,
+    pub to_loc: Loc,
     pub proto: u8,
     pub sport: u16,
     pub dport: u16,
@@ -130,8 +133,14 @@ fn parse_case(ctx: &mut Ctx, it: &Node) -> Option<Case> {
         &["name", "from", "to", "protocol", "port", "sport", "type", "code", "expect", "rule"],
     )?;
     let name = m.get("name").and_then(|n| ctx.string(n, "a case name"));
-    let from = m.req(ctx, "from", "an address or identity name").and_then(|n| endpoint(ctx, n));
-    let to = m.req(ctx, "to", "an address or identity name").and_then(|n| endpoint(ctx, n));
+    let from_node = m.req(ctx, "from", "an address or identity name");
+    let to_node = m.req(ctx, "to", "an address or identity name");
+    let from = from_node.and_then(|n| endpoint(ctx, n));
+    let to = to_node.and_then(|n| endpoint(ctx, n));
+    let (from_loc, to_loc) = (
+        from_node.map_or_else(|| it.loc.clone(), |n| n.loc.clone()),
+        to_node.map_or_else(|| it.loc.clone(), |n| n.loc.clone()),
+    );
     let proto = match m.get("protocol") {
         Some(n) => match n.as_str().and_then(parse_proto) {
             Some(Some(p)) => Some(p),
@@ -180,7 +189,19 @@ fn parse_case(ctx: &mut Ctx, it: &Node) -> Option<Case> {
         _ => return ctx.expected(expect, "`allow`, `deny` or `would_deny`"),
     };
     let rule = m.get("rule").and_then(|n| ctx.string(n, "a rule name"));
-    Some(Case { name, loc: it.loc.clone(), from: from?, to: to?, proto, sport, dport, expect, rule })
+    Some(Case {
+        name,
+        loc: it.loc.clone(),
+        from: from?,
+        to: to?,
+        from_loc,
+        to_loc,
+        proto,
+        sport,
+        dport,
+        expect,
+        rule,
+    })
 }
 
 /// An address that the compiled policy maps to identity `idx` (a policy index), IPv4 preferred.
@@ -277,6 +298,8 @@ pub struct CaseResult {
     pub pass: bool,
     /// Set when the case could not be evaluated (e.g. unknown identity).
     pub error: Option<String>,
+    /// Where the error is (the endpoint's field), when it is not the case as a whole.
+    pub error_loc: Option<Loc>,
 }
 
 /// Name of what decided, as `rule:` in a case expects it.
@@ -313,6 +336,20 @@ pub fn run_case(c: &CompiledPolicy, p: &Policy, case: &Case) -> CaseResult {
                 error: Some(format!(
                     "unknown rule `{r}`: expected a rule's full name (POLICY/RULE or TIER/LINE), default-deny, quarantine or quarantine-exception"
                 )),
+                error_loc: None,
+            };
+        }
+    }
+    // An endpoint that does not resolve is reported at its field.
+    for (e, loc) in [(&case.from, &case.from_loc), (&case.to, &case.to_loc)] {
+        if let Err(msg) = resolve_both(c, p, e) {
+            return CaseResult {
+                query: blank,
+                got: "",
+                decided_by: String::new(),
+                pass: false,
+                error: Some(msg),
+                error_loc: Some(loc.clone()),
             };
         }
     }
@@ -325,6 +362,7 @@ pub fn run_case(c: &CompiledPolicy, p: &Policy, case: &Case) -> CaseResult {
                 decided_by: String::new(),
                 pass: false,
                 error: Some(e),
+                error_loc: None,
             }
         }
     };
@@ -343,7 +381,7 @@ pub fn run_case(c: &CompiledPolicy, p: &Policy, case: &Case) -> CaseResult {
             };
             r == by
         });
-    CaseResult { query, got, decided_by: by, pass, error: None }
+    CaseResult { query, got, decided_by: by, pass, error: None, error_loc: None }
 }
 
 /// `tcp/443`, `icmp 8/0`, ...
@@ -488,6 +526,11 @@ spec:
         let r = run_case(&c, &p, &cases[0]);
         assert!(r.error.as_deref().is_some_and(|e| e.contains("unknown rule `r/nosuch`")), "{r:?}");
         assert!(run_case(&c, &p, &cases[1]).pass);
+        // An unknown identity is reported at the field that names it.
+        let cases = parse_cases("c.yaml", "cases:\n  - {from: w, to: nosuch, port: 1, expect: deny}\n").unwrap();
+        let r = run_case(&c, &p, &cases[0]);
+        assert!(r.error.as_deref().is_some_and(|e| e.contains("unknown identity `nosuch`")), "{r:?}");
+        assert_eq!(r.error_loc.map(|l| (l.line, l.col)), Some((2, 19)));
     }
 
     #[test]

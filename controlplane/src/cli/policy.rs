@@ -193,7 +193,7 @@ fn test(a: &TestArgs) -> ExitCode {
         let label = case.name.clone().unwrap_or_else(|| format!("{} -> {}", case.from, case.to));
         if let Some(e) = &r.error {
             failed += 1;
-            eprintln!("{}: error: case `{label}`: {e}", case.loc);
+            eprintln!("{}: error: case `{label}`: {e}", r.error_loc.as_ref().unwrap_or(&case.loc));
         } else if !r.pass {
             failed += 1;
             let rule = case.rule.as_ref().map_or(String::new(), |x| format!(" by {x}"));
