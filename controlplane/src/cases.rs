@@ -527,7 +527,8 @@ spec:
         assert!(r.error.as_deref().is_some_and(|e| e.contains("unknown rule `r/nosuch`")), "{r:?}");
         assert!(run_case(&c, &p, &cases[1]).pass);
         // An unknown identity is reported at the field that names it.
-        let cases = parse_cases("c.yaml", "cases:\n  - {from: w, to: nosuch, port: 1, expect: deny}\n").unwrap();
+        let cases =
+            parse_cases("c.yaml", "cases:\n  - {from: w, to: nosuch, port: 1, expect: deny}\n").unwrap();
         let r = run_case(&c, &p, &cases[0]);
         assert!(r.error.as_deref().is_some_and(|e| e.contains("unknown identity `nosuch`")), "{r:?}");
         assert_eq!(r.error_loc.map(|l| (l.line, l.col)), Some((2, 19)));

@@ -201,19 +201,33 @@ fn cidr_endpoints(old: &Policy, new: &Policy) -> (Vec<(String, IpAddr)>, bool) {
             }
         }
     };
+    // A prefix that is exactly one identity's whole address set (in both policies) is that
+    // identity's row already.
+    let is_identity = |c: &Cidr| {
+        [old, new]
+            .iter()
+            .all(|p| p.identities.iter().any(|i| i.addresses.len() == 1 && i.addresses[0].0 == *c))
+    };
     for r in old.rules.iter().chain(&new.rules) {
         for s in r.from.iter().chain(&r.to) {
             if let Selector::Cidr { cidr, except } = &s.sel {
-                push(s.sel.to_string(), cidr_rep(cidr, except), &mut out);
+                if !(except.is_empty() && is_identity(cidr)) {
+                    push(s.sel.to_string(), cidr_rep(cidr, except), &mut out);
+                }
             }
         }
     }
     for p in [old, new] {
-        for (c, _) in &p.quarantine.addresses {
-            push(format!("cidr {c}"), cidr_rep(c, &[]), &mut out);
-        }
-        for e in &p.quarantine.exceptions {
-            push(format!("cidr {}", e.peer), cidr_rep(&e.peer, &[]), &mut out);
+        for c in p
+            .quarantine
+            .addresses
+            .iter()
+            .map(|(c, _)| c)
+            .chain(p.quarantine.exceptions.iter().map(|e| &e.peer))
+        {
+            if !is_identity(c) {
+                push(format!("cidr {c}"), cidr_rep(c, &[]), &mut out);
+            }
         }
     }
     let before_acl = out.len();
