@@ -8,7 +8,7 @@
 use crate::diag::{Diagnostic, Diagnostics, Loc};
 use crate::model::*;
 use crate::parse::{decode_object, Object};
-use crate::yaml::{load_documents, Ctx};
+use crate::yaml::{for_each_document, Ctx};
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -168,15 +168,14 @@ pub fn load_sources(sources: &[(&str, &Path, &str)]) -> Result<Policy, Diagnosti
     let mut objects = Vec::new();
     for (name, dir, text) in sources {
         let file: Arc<str> = Arc::from(*name);
-        match load_documents(&file, text) {
-            Ok(docs) => {
-                for d in &docs {
-                    if let Some(o) = decode_object(&mut ctx, d, dir) {
-                        objects.push(o);
-                    }
-                }
+        // Each document is decoded as soon as it is parsed, then its tree dropped.
+        let parsed = for_each_document(&file, text, |d| {
+            if let Some(o) = decode_object(&mut ctx, &d, dir) {
+                objects.push(o);
             }
-            Err(d) => ctx.errors.extend(d.0),
+        });
+        if let Err(d) = parsed {
+            ctx.errors.extend(d.0);
         }
     }
     let policy = assemble(&mut ctx, objects);

@@ -64,7 +64,34 @@ impl Node {
 
 enum Frame {
     Seq(Loc, Vec<Node>),
-    Map(Loc, Vec<(Node, Node)>, Option<Node>, HashSet<String>),
+    /// Entries, the key waiting for its value, and (for large mappings only) the keys seen.
+    Map(Loc, Vec<(Node, Node)>, Option<Node>, Option<HashSet<String>>),
+}
+
+/// Mappings with more keys than this check duplicates through a set; smaller ones (every
+/// mapping a policy has but the top of a huge document) scan their few keys, allocation-free.
+const SCAN_KEYS: usize = 16;
+
+/// Whether `key` is already a key of `entries` (`seen` holds them once there are many).
+fn duplicate_key(entries: &[(Node, Node)], seen: &mut Option<HashSet<String>>, key: &str) -> bool {
+    if let Some(set) = seen {
+        return !set.insert(key.to_string());
+    }
+    let text = |n: &Node| match &n.kind {
+        NodeKind::Scalar { text, .. } => text.clone(),
+        _ => String::new(),
+    };
+    let dup = entries.iter().any(|(k, _)| match &k.kind {
+        NodeKind::Scalar { text, .. } => text == key,
+        NodeKind::Null => key.is_empty(),
+        _ => false,
+    });
+    if !dup && entries.len() >= SCAN_KEYS {
+        let mut set: HashSet<String> = entries.iter().map(|(k, _)| text(k)).collect();
+        set.insert(key.to_string());
+        *seen = Some(set);
+    }
+    dup
 }
 
 /// Parses every document of `src` (a file called `file`) into trees. Empty documents are skipped.
@@ -72,6 +99,22 @@ enum Frame {
 /// # Errors
 /// The first syntax error, or every duplicate key / alias found, positioned.
 pub fn load_documents(file: &Arc<str>, src: &str) -> Result<Vec<Node>, Diagnostics> {
+    let mut docs = Vec::new();
+    for_each_document(file, src, |d| docs.push(d))?;
+    Ok(docs)
+}
+
+/// [`load_documents`], handing each document to `on_doc` as soon as it is complete, so a caller
+/// can decode and drop it before the next is read (a file of many documents never holds all
+/// their trees at once).
+///
+/// # Errors
+/// As [`load_documents`]; documents before the error have been handed over.
+pub fn for_each_document(
+    file: &Arc<str>,
+    src: &str,
+    mut on_doc: impl FnMut(Node),
+) -> Result<(), Diagnostics> {
     // The YAML parser takes a NUL as the end of the input, which would silently drop the rest of
     // the file (rules included): refuse it where it is.
     if let Some(at) = src.find('\0') {
@@ -86,7 +129,6 @@ pub fn load_documents(file: &Arc<str>, src: &str) -> Result<Vec<Node>, Diagnosti
         ));
     }
     let mut parser = Parser::new_from_str(src);
-    let mut docs = Vec::new();
     let mut stack: Vec<Frame> = Vec::new();
     let mut errors = Vec::new();
     let loc_of = |m: &saphyr_parser::Marker| {
@@ -134,7 +176,7 @@ pub fn load_documents(file: &Arc<str>, src: &str) -> Result<Vec<Node>, Diagnosti
                 stack.push(if matches!(ev, Event::SequenceStart(..)) {
                     Frame::Seq(loc, Vec::new())
                 } else {
-                    Frame::Map(loc, Vec::new(), None, HashSet::new())
+                    Frame::Map(loc, Vec::new(), None, None)
                 });
                 continue;
             }
@@ -147,19 +189,19 @@ pub fn load_documents(file: &Arc<str>, src: &str) -> Result<Vec<Node>, Diagnosti
         match stack.last_mut() {
             None => {
                 if !matches!(node.kind, NodeKind::Null) {
-                    docs.push(node);
+                    on_doc(node);
                 }
             }
             Some(Frame::Seq(_, items)) => items.push(node),
             Some(Frame::Map(_, entries, pending, seen)) => match pending.take() {
                 None => {
                     let key_text = match &node.kind {
-                        NodeKind::Scalar { text, .. } => Some(text.clone()),
-                        NodeKind::Null => Some(String::new()),
+                        NodeKind::Scalar { text, .. } => Some(text.as_str()),
+                        NodeKind::Null => Some(""),
                         _ => None,
                     };
                     match key_text {
-                        Some(k) if !seen.insert(k.clone()) => {
+                        Some(k) if duplicate_key(entries, seen, k) => {
                             errors.push(Diagnostic::new(
                                 &node.loc,
                                 format!("duplicate key `{k}` in this mapping"),
@@ -177,7 +219,7 @@ pub fn load_documents(file: &Arc<str>, src: &str) -> Result<Vec<Node>, Diagnosti
         }
     }
     if errors.is_empty() {
-        Ok(docs)
+        Ok(())
     } else {
         Err(Diagnostics::sorted(errors))
     }
@@ -368,6 +410,20 @@ mod tests {
     fn multiple_documents() {
         let docs = load_documents(&f(), "a: 1\n---\nb: 2\n---\n").unwrap();
         assert_eq!(docs.len(), 2);
+    }
+
+    /// Duplicate keys are found in small mappings (scanned) and large ones (a set past 16 keys).
+    #[test]
+    fn duplicate_keys_in_small_and_large_mappings() {
+        let e = load_documents(&Arc::from("f"), "a: 1\nb: 2\na: 3\n").unwrap_err().to_string();
+        assert!(e.contains("f:3:1") && e.contains("duplicate key `a`"), "{e}");
+        let mut big: String = (0..40).map(|i| format!("k{i}: {i}\n")).collect();
+        big.push_str("k3: again\nk39: again\n");
+        let e = load_documents(&Arc::from("f"), &big).unwrap_err().to_string();
+        assert!(e.contains("f:41:1") && e.contains("duplicate key `k3`"), "{e}");
+        assert!(e.contains("f:42:1") && e.contains("duplicate key `k39`"), "{e}");
+        let fine: String = (0..40).map(|i| format!("k{i}: {i}\n")).collect();
+        assert_eq!(load_documents(&Arc::from("f"), &fine).unwrap().len(), 1);
     }
 
     /// The parser would stop at a NUL and keep what came before: an error at its place instead.
