@@ -79,15 +79,23 @@ pub fn init_logging(format: LogFormat) {
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal());
+    JSON_LOG.store(format == LogFormat::Json, std::sync::atomic::Ordering::Relaxed);
     let _ = match format {
         LogFormat::Text => b.try_init(),
         LogFormat::Json => b.json().flatten_event(true).with_current_span(false).try_init(),
     };
 }
 
+/// Whether the daemon logs JSON (then a start-up failure is one JSON record, not a plain line).
+static JSON_LOG: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// A start-up failure, said once: a JSON log record for log pipelines, else a plain line.
 fn fail(msg: impl std::fmt::Display) -> ExitCode {
-    tracing::error!("{msg}");
-    eprintln!("bulkhead run: {msg}");
+    if JSON_LOG.load(std::sync::atomic::Ordering::Relaxed) {
+        tracing::error!("{msg}");
+    } else {
+        eprintln!("bulkhead run: {msg}");
+    }
     ExitCode::from(1)
 }
 
