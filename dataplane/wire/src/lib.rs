@@ -91,7 +91,9 @@ pub struct PacketInfo {
     /// Some when the packet is an ICMP / ICMPv6 error (dest unreachable, packet too big,
     /// time exceeded, parameter problem) quoting a header.
     pub quoted: Option<Quoted>,
-    /// IPv6 neighbour discovery (ICMPv6 133..=137): passes by default like ARP.
+    /// IPv6 link-local control: neighbour discovery (ICMPv6 133..=137, hop limit 255) and
+    /// multicast listener discovery (130..=132, 143, hop limit 1, link-local source): passes by
+    /// default like ARP.
     pub is_ndp: bool,
     /// VLAN tags seen (0, 1 or 2).
     pub vlan_tags: u8,

@@ -40,7 +40,9 @@
 //!   v6 1, 2, 3, 4): the quoted IP header and the first 8 bytes after it must be present, giving
 //!   [`Quoted`]. NDP (ICMPv6 133..=137) sets `is_ndp` only when hop limit is 255 (RFC 4861 §7.1:
 //!   anything else was forwarded, so it is not genuine neighbour discovery) and the packet is
-//!   not a fragment (RFC 6980); otherwise it is an ordinary ICMPv6 packet judged by policy.
+//!   not a fragment (RFC 6980); otherwise it is an ordinary ICMPv6 packet judged by policy. MLD
+//!   (130..=132, 143) sets it too when hop limit is 1 and the source is link-local or
+//!   unspecified (RFC 2710 / 3810), not a fragment.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
@@ -414,6 +416,15 @@ fn parse_icmp(
         info.quoted = Some(parse_quote(quote, v6).map_err(cut)?);
     } else if v6 && (133..=137).contains(&ty) {
         info.is_ndp = hop_limit == 255 && info.frag.is_none();
+    } else if v6 && matches!(ty, 130..=132 | 143) {
+        // MLD (RFC 2710 / 3810): link-local control like ND (multicast-snooping switches need it
+        // for ND's own multicast); genuine only with hop limit 1 and a link-local (or, for
+        // reports sent before an address is ready, unspecified) source.
+        let link_local = match info.src {
+            IpAddr::V6(a) => a.is_unspecified() || (a.segments()[0] & 0xffc0) == 0xfe80,
+            IpAddr::V4(_) => false,
+        };
+        info.is_ndp = hop_limit == 1 && info.frag.is_none() && link_local;
     }
     Ok(())
 }
@@ -723,6 +734,21 @@ mod tests {
         assert!(!ip(&frag.build()).is_ndp);
         // ICMPv4 type 134 is not NDP, nor is ICMPv6 under IPv4's protocol number.
         assert!(!ip(&Frame::icmp(a4(), b4(), 134, 0).build()).is_ndp);
+    }
+
+    #[test]
+    fn mld_needs_hop_limit_1_and_a_link_local_source() {
+        let ll: Ipv6Addr = "fe80::1".parse().unwrap();
+        let group: Ipv6Addr = "ff02::16".parse().unwrap();
+        for ty in [130, 131, 132, 143] {
+            let f = Frame::icmp(ll, group, ty, 0).ttl(1);
+            assert!(ip(&f.build()).is_ndp, "type {ty}");
+        }
+        let unspecified = Frame::icmp(Ipv6Addr::UNSPECIFIED, group, 143, 0).ttl(1);
+        assert!(ip(&unspecified.build()).is_ndp);
+        // Routed (hop limit > 1) or from a global address: an ordinary ICMPv6 packet.
+        assert!(!ip(&Frame::icmp(ll, group, 143, 0).ttl(2).build()).is_ndp);
+        assert!(!ip(&Frame::icmp(a6(), group, 143, 0).ttl(1).build()).is_ndp);
     }
 
     #[test]
