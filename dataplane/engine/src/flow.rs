@@ -195,6 +195,12 @@ pub(crate) mod fl {
     pub const FIN_B: u8 = 32;
     /// The non-opening direction has been seen.
     pub const REPLIED: u8 = 64;
+    /// Cut by a newer generation (revoked or quarantined): a tombstone that drops the flow's
+    /// packets, both ways, until a later generation allows it again, a SYN reopens the tuple, or
+    /// it times out (transitory timeout, refreshed by every dropped packet). Without it, the
+    /// next packet of a cut connection would be loosely picked up as a new connection in the
+    /// other direction, which the generation that cut it may well allow.
+    pub const REVOKED: u8 = 128;
 }
 
 /// A decision packed into 8 bytes.
@@ -305,9 +311,18 @@ impl Flow {
         self.flags & fl::WOULD_DENY != 0
     }
 
+    /// A revoked flow's tombstone (see [`fl::REVOKED`]).
+    #[inline]
+    pub fn revoked(&self) -> bool {
+        self.flags & fl::REVOKED != 0
+    }
+
     /// Idle timeout of this flow under `cfg`.
     #[inline]
     pub fn timeout(&self, cfg: &DataplaneConfig) -> u64 {
+        if self.revoked() {
+            return cfg.tcp_transitory_timeout_ns;
+        }
         match self.state {
             st::ESTABLISHED => cfg.tcp_established_timeout_ns,
             st::SYN_SENT | st::SYN_RECV | st::FIN_WAIT | st::TIME_WAIT | st::CLOSED => {
@@ -343,6 +358,9 @@ impl Flow {
     pub fn evict_class(&self, now: u64, cfg: &DataplaneConfig) -> u8 {
         if self.expired(now, cfg) {
             return 0;
+        }
+        if self.revoked() {
+            return 1;
         }
         match self.state {
             st::SYN_SENT | st::SYN_RECV | st::FIN_WAIT | st::TIME_WAIT | st::CLOSED => 1,

@@ -442,8 +442,12 @@ impl Worker {
         }
         if tcp
             && seg.flags & (SYN | ACK) == SYN
-            && self.table.get(s).is_some_and(|f| f.state == st::TIME_WAIT || f.state == st::CLOSED)
+            && self
+                .table
+                .get(s)
+                .is_some_and(|f| f.state == st::TIME_WAIT || f.state == st::CLOSED || f.revoked())
         {
+            // A new connection on the tuple (a SYN names its true opener): judged afresh.
             self.remove_flow(now, tables, s, Removal::Closed);
             return None;
         }
@@ -454,6 +458,11 @@ impl Worker {
         }
         let Some(f) = self.table.get_mut(s) else { return Some(Verdict::Drop(DropReason::InvalidState)) };
         self.cur_decision = Some(f.decision.decision());
+        if f.flags & fl::REVOKED != 0 {
+            // Cut by this generation: the tombstone drops both directions (no loose pickup).
+            f.last_seen = now;
+            return Some(Verdict::Drop(revoked_reason(f.decision.decision())));
+        }
         let from_opener = from_a == f.opener_is_a();
         if tcp {
             if let Err(r) = tcp_track(f, usize::from(!from_a), from_opener, seg) {
@@ -470,12 +479,13 @@ impl Worker {
     }
 
     /// Judges a flow again when the table set changed since it was judged. `Some(drop)` when the
-    /// flow was revoked (and removed).
+    /// flow is (still) revoked: it stays as a tombstone (see `fl::REVOKED`).
     fn revalidate(&mut self, now: u64, tables: &TableSet, s: u32) -> Option<Verdict> {
         let f = self.table.get(s)?;
         if f.generation == tables.generation {
             return None;
         }
+        let was_revoked = f.revoked();
         let j = tables.judge(&opener_query(&self.table.key_of(s), f, &self.table.cold(s)));
         self.cur_decision = Some(j.decision);
         if let Some(c) = self.table.cold_mut(s) {
@@ -486,12 +496,12 @@ impl Worker {
         f.generation = tables.generation;
         f.decision = PackedDecision::pack(j.decision, j.mode);
         if j.decision.allows() {
-            f.flags &= !fl::WOULD_DENY;
+            f.flags &= !(fl::WOULD_DENY | fl::REVOKED);
             return None;
         }
         if j.mode == Mode::Monitor {
             let was = f.would_deny();
-            f.flags |= fl::WOULD_DENY;
+            f.flags = (f.flags | fl::WOULD_DENY) & !fl::REVOKED;
             if !was {
                 let ev =
                     self.flow_event(now, FlowEventKind::WouldDeny, Verdict::WouldDeny, s, tables.generation);
@@ -499,11 +509,15 @@ impl Worker {
             }
             return None;
         }
-        let reason =
-            if j.decision == Decision::Quarantined { DropReason::Quarantined } else { DropReason::Revoked };
-        let ev = self.flow_event(now, FlowEventKind::Revoked, Verdict::Drop(reason), s, tables.generation);
-        self.emit(ev);
-        self.remove_flow(now, tables, s, Removal::Revoked);
+        let reason = revoked_reason(j.decision);
+        f.flags |= fl::REVOKED;
+        f.last_seen = now;
+        if !was_revoked {
+            let ev =
+                self.flow_event(now, FlowEventKind::Revoked, Verdict::Drop(reason), s, tables.generation);
+            self.emit(ev);
+            self.local.flows_revoked += 1;
+        }
         Some(Verdict::Drop(reason))
     }
 
@@ -619,6 +633,8 @@ impl Worker {
     }
 
     fn remove_flow(&mut self, now: u64, tables: &TableSet, s: u32, why: Removal) {
+        // A tombstone was counted (and logged) when it was revoked.
+        let why = if self.table.get(s).is_some_and(Flow::revoked) { Removal::Revoked } else { why };
         if self.cfg.log_start_end && why != Removal::Revoked {
             let v = match self.table.get(s) {
                 Some(f) if f.would_deny() => Verdict::WouldDeny,
@@ -634,7 +650,7 @@ impl Worker {
             Removal::Expired => self.local.flows_expired += 1,
             Removal::Evicted => self.local.flows_evicted += 1,
             Removal::Closed => self.local.flows_closed += 1,
-            Removal::Revoked => self.local.flows_revoked += 1,
+            Removal::Revoked => {}
         }
     }
 
@@ -642,7 +658,7 @@ impl Worker {
         let (key, _) = FlowKey::new(q.src, q.sport, q.dst, q.dport, q.proto);
         let h = self.table.hash(&key);
         let Some(s) = self.table.find(&key, h) else { return Verdict::Drop(DropReason::IcmpErrorNoFlow) };
-        let live = self.table.get(s).is_some_and(|f| !f.expired(now, &tables.config));
+        let live = self.table.get(s).is_some_and(|f| !f.expired(now, &tables.config) && !f.revoked());
         if !live || info.dst != q.src {
             return Verdict::Drop(DropReason::IcmpErrorNoFlow);
         }
@@ -799,6 +815,7 @@ impl Worker {
     pub fn flows(&self, limit: usize, filter: FlowFilter) -> impl Iterator<Item = FlowSummary> + '_ {
         self.table
             .iter_from(0)
+            .filter(|(_, f)| !f.revoked())
             .map(|(s, f)| summary(&self.table.key_of(s), f, &self.table.cold(s)))
             .filter(move |s| filter.matches(s))
             .take(limit)
@@ -871,6 +888,16 @@ fn summary(key: &FlowKey, f: &Flow, c: &Cold) -> FlowSummary {
         packets: u64::from(f.packets),
         bytes: f.bytes,
         last_seen_ns: f.last_seen,
+    }
+}
+
+/// The drop reason of a revoked flow: quarantined, or revoked by the rules.
+#[inline]
+fn revoked_reason(d: Decision) -> DropReason {
+    if d == Decision::Quarantined {
+        DropReason::Quarantined
+    } else {
+        DropReason::Revoked
     }
 }
 

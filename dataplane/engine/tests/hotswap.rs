@@ -46,9 +46,16 @@ fn still_allowed_flows_continue_and_now_denied_flows_are_revoked() {
     let g2 = tables(2, &[allow(CLIENT, SERVER, Some(6), (80, 80))]);
     assert_eq!(h.send(&g2, &data(40000, 80, true)), Verdict::Pass, "no lost packet for a still-allowed flow");
     assert_eq!(h.send(&g2, &data(40001, 443, true)), drop_(DropReason::Revoked));
-    assert_eq!(h.send(&g2, &data(40001, 443, false)), drop_(DropReason::DefaultDeny), "cut: no state left");
+    // Cut: the tombstone drops both directions in this generation (the reply is not picked up
+    // loosely as a new connection the other way), counted once.
+    assert_eq!(h.send(&g2, &data(40001, 443, false)), drop_(DropReason::Revoked), "cut both ways");
+    assert_eq!(h.send(&g2, &data(40001, 443, true)), drop_(DropReason::Revoked));
     let s = h.snap();
     assert_eq!((s.flows_revoked, s.generation), (1, 2));
+    assert!(
+        h.w.flows(10, FlowFilter { port: Some(40001), ..FlowFilter::default() }).next().is_none(),
+        "a tombstone is not listed as a flow"
+    );
     let f = h.w.flows(10, FlowFilter { port: Some(40000), ..FlowFilter::default() }).next();
     assert_eq!(f.map(|f| f.generation), Some(2), "revalidated flows carry the new generation");
     let ev = events(&q);
@@ -56,6 +63,37 @@ fn still_allowed_flows_continue_and_now_denied_flows_are_revoked() {
     assert_eq!(revoked.len(), 1);
     assert_eq!((revoked[0].sport, revoked[0].dport, revoked[0].generation), (40001, 443, 2));
     assert_eq!(revoked[0].verdict, drop_(DropReason::Revoked));
+}
+
+/// A cut connection is not revived by its other direction in the generation that cut it, even
+/// when that direction is allowed (loose pickup would judge the reply as a new connection the
+/// other way); a later generation that allows it again resumes it; a SYN reopens the tuple.
+#[test]
+fn a_revoked_flow_stays_cut_until_a_later_generation_or_a_new_syn() {
+    // g1 allows both directions (client -> server 80 and server:80 -> client, any port).
+    let both = |g| {
+        tables(g, &[allow(CLIENT, SERVER, Some(6), (80, 80)), allow(SERVER, CLIENT, Some(6), (0, u16::MAX))])
+    };
+    let g1 = both(1);
+    let mut h = Harness::new();
+    est(&mut h, &g1, 40000, 80);
+    // g2 keeps only server -> client: the client's connection to 80 is revoked.
+    let g2 = tables(2, &[allow(SERVER, CLIENT, Some(6), (0, u16::MAX))]);
+    assert_eq!(h.send(&g2, &data(40000, 80, true)), drop_(DropReason::Revoked));
+    assert_eq!(h.send(&g2, &data(40000, 80, false)), drop_(DropReason::Revoked), "no pickup the other way");
+    assert_eq!(h.snap().flows_revoked, 1);
+    // g3 allows it again: the connection resumes where it was.
+    let g3 = both(3);
+    assert_eq!(h.send(&g3, &data(40000, 80, true)), Verdict::Pass);
+    assert_eq!(h.send(&g3, &data(40000, 80, false)), Verdict::Pass);
+    // Cut again in g4, then a new SYN on the tuple is judged afresh (and denied in g4).
+    let g4 = tables(4, &[]);
+    assert_eq!(h.send(&g4, &data(40000, 80, true)), drop_(DropReason::Revoked));
+    assert_eq!(
+        h.send(&g4, &Frame::tcp(client(), server(), 40000, 80, tcp::SYN).build()),
+        drop_(DropReason::DefaultDeny)
+    );
+    assert_eq!(h.snap().flows_revoked, 2);
 }
 
 #[test]
