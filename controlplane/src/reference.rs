@@ -117,7 +117,13 @@ pub fn exception(p: &Policy, q: &FlowQuery) -> bool {
     });
     let from_peer =
         entries().any(|(peer, pm)| pm.proto.is_none() && pm.dport == ANY_PORT && peer.contains(q.src));
-    (!sq || to_peer) && (!dq || from_peer)
+    // A quarantined host is nobody's peer.
+    match (sq, dq) {
+        (true, true) => false,
+        (true, false) => to_peer,
+        (false, true) => from_peer,
+        (false, false) => true,
+    }
 }
 
 /// Judges a connection-opening query the slow, obvious way.

@@ -405,12 +405,14 @@ cases:
   - {name: to the peer's service, from: a, to: c, port: 80, expect: allow, rule: quarantine-exception}
   # both ends quarantined: b is a peer, but a is no peer of b's, so a -> b stays cut.
   - {name: both quarantined, from: a, to: b, port: 22, expect: deny, rule: quarantine}
+  # b -> a: a lies in the own-subnet exception on port 80, but a quarantined host is nobody's peer.
+  - {name: quarantined hosts never talk, from: b, to: a, port: 80, expect: deny, rule: quarantine}
 "#,
     );
     let o = run(&["policy", "test", policy.to_str().unwrap(), "--cases", cases.to_str().unwrap()]);
     let (out, err) = text(&o);
     assert!(o.status.success(), "{out}{err}");
-    assert!(out.contains("4 passed, 0 failed"), "{out}");
+    assert!(out.contains("5 passed, 0 failed"), "{out}");
 
     // The trace of an excepted flow the rules do not allow says what the rules give.
     let q1 = tmp("q1.yaml", &std::fs::read_to_string(&policy).unwrap().replace(

@@ -396,9 +396,10 @@ impl TableSet {
         (id_hit(src_id) || prefix_hit(src), id_hit(dst_id) || prefix_hit(dst))
     }
 
-    /// Whether the quarantined side(s) of `q` talk to an exception peer: a quarantined source
-    /// needs the destination to be a peer (on the exception's protocol and destination ports), a
-    /// quarantined destination needs the source to be a peer of an exception without ports. An
+    /// Whether the quarantined side of `q` talks to an exception peer: a quarantined source needs
+    /// the destination to be a peer (on the exception's protocol and destination ports), a
+    /// quarantined destination needs the source to be a peer of an exception without ports; a
+    /// quarantined host is nobody's peer, so two quarantined hosts never talk. An
     /// exception with ports (or a protocol) admits only connections *to* the peer's service; their
     /// replies pass through connection tracking, and revalidation judges a flow in its opening
     /// direction. (Matching the peer's *source* port instead would let the peer open any port on
@@ -419,7 +420,14 @@ impl TableSet {
                 e.proto.is_none() && e.ports == (0, u16::MAX) && prefix_contains(e.peer.0, e.peer.1, q.src)
             })
         };
-        (!src_quarantined || to_peer()) && (!dst_quarantined || from_peer())
+        // A peer is a host outside the quarantine: two quarantined hosts never talk, whatever
+        // prefix an exception names.
+        match (src_quarantined, dst_quarantined) {
+            (true, true) => false,
+            (true, false) => to_peer(),
+            (false, true) => from_peer(),
+            (false, false) => true,
+        }
     }
 
     /// Name of the rule behind a decision, if a rule decided.
