@@ -65,6 +65,13 @@ pub fn explain(p: &Policy, c: &CompiledPolicy, q: &FlowQuery) -> String {
     // An explicit `monitor` deny that matched (the first match of an ACL tier, or any identity
     // rule) only reports; when the flow is dropped anyway, say why it did not decide.
     let is_monitor_deny = |a: Action, m: Option<Mode>| a == Action::Deny && m == Some(Mode::Monitor);
+    let v4 = q.src.is_ipv4() && q.dst.is_ipv4();
+    let allow_matched = hits.iter().any(|&i| p.rules[i].action == Action::Allow)
+        || (v4
+            && p.acl_tiers
+                .iter()
+                .zip(&acl_hits)
+                .any(|(t, h)| h.is_some_and(|i| t.rules[i].action == Action::Allow)));
     let monitor_deny_matched = hits.iter().any(|&i| is_monitor_deny(p.rules[i].action, p.rules[i].mode))
         || (q.src.is_ipv4()
             && q.dst.is_ipv4()
@@ -110,7 +117,10 @@ pub fn explain(p: &Policy, c: &CompiledPolicy, q: &FlowQuery) -> String {
         }
     }
     let why = match j.decision {
-        Decision::Deny { .. } => format!("deny rule {} (a deny beats any allow)", decided_by(c, j.decision)),
+        Decision::Deny { .. } if allow_matched => {
+            format!("deny rule {} (a deny beats the matching allow)", decided_by(c, j.decision))
+        }
+        Decision::Deny { .. } => format!("deny rule {}", decided_by(c, j.decision)),
         Decision::Allow { .. } => format!("allow rule {} (no deny matches)", decided_by(c, j.decision)),
         Decision::DefaultDeny => "default deny (no rule allows this flow)".to_string(),
         Decision::Quarantined if reference::exception(p, q) => {
