@@ -74,23 +74,34 @@ pub struct Case {
 /// Default source port of a case: the start of the dynamic range.
 pub const DEFAULT_SPORT: u16 = 49152;
 
-fn endpoint(ctx: &mut Ctx, n: &Node) -> Option<Endpoint> {
-    let s = ctx.string(n, "an address or an identity name")?;
+/// The address an endpoint written as `s` (a case's `from` / `to`, `policy trace --from / --to`)
+/// names; `Ok(None)` when `s` is not address-shaped, i.e. an identity name to be checked as one.
+///
+/// # Errors
+/// An address-shaped `s` that is no address: a prefix (a flow has one address) or a malformed one.
+pub fn endpoint_address(s: &str) -> Result<Option<IpAddr>, String> {
     if let Ok(a) = s.parse::<IpAddr>() {
-        return Some(Endpoint::Addr(a));
+        return Ok(Some(a));
     }
     if s.contains('/') {
-        ctx.err(
-            &n.loc,
-            format!("`{s}` is a prefix: a case is one flow, give one address in it or an identity name"),
-        );
-        return None;
+        return Err(format!("`{s}` is a prefix: a flow has one address, give one in it or an identity name"));
     }
     if s.contains(':') || s.chars().all(|c| c.is_ascii_digit() || c == '.') {
-        ctx.err(&n.loc, format!("`{s}` is not a valid IP address"));
-        return None;
+        return Err(format!("`{s}` is not a valid IP address"));
     }
-    ctx.name(n).map(Endpoint::Identity)
+    Ok(None)
+}
+
+fn endpoint(ctx: &mut Ctx, n: &Node) -> Option<Endpoint> {
+    let s = ctx.string(n, "an address or an identity name")?;
+    match endpoint_address(&s) {
+        Ok(Some(a)) => Some(Endpoint::Addr(a)),
+        Ok(None) => ctx.name(n).map(Endpoint::Identity),
+        Err(e) => {
+            ctx.err(&n.loc, e);
+            None
+        }
+    }
 }
 
 /// Parses a cases file.
@@ -273,8 +284,15 @@ pub fn resolve_pair(
     from: &Endpoint,
     to: &Endpoint,
 ) -> Result<(IpAddr, IpAddr), String> {
-    let (f4, f6) = resolve_both(c, p, from)?;
-    let (t4, t6) = resolve_both(c, p, to)?;
+    common_family(resolve_both(c, p, from)?, resolve_both(c, p, to)?)
+}
+
+/// A (source, destination) pair of one family from resolved endpoints: IPv4 when both have one,
+/// else IPv6.
+fn common_family(
+    (f4, f6): (Option<IpAddr>, Option<IpAddr>),
+    (t4, t6): (Option<IpAddr>, Option<IpAddr>),
+) -> Result<(IpAddr, IpAddr), String> {
     match (f4.zip(t4), f6.zip(t6)) {
         (Some(pair), _) | (None, Some(pair)) => Ok(pair),
         (None, None) => {
@@ -321,6 +339,14 @@ pub fn run_case(c: &CompiledPolicy, p: &Policy, case: &Case) -> CaseResult {
         sport: case.sport,
         dport: case.dport,
     };
+    let failed = |error: String, error_loc: Option<Loc>| CaseResult {
+        query: blank,
+        got: "",
+        decided_by: String::new(),
+        pass: false,
+        error: Some(error),
+        error_loc,
+    };
     if let Some(r) = case.rule.as_deref() {
         let special =
             ["default-deny", "default_deny", "quarantine", "quarantine-exception", "quarantine_exception"];
@@ -328,43 +354,26 @@ pub fn run_case(c: &CompiledPolicy, p: &Policy, case: &Case) -> CaseResult {
             || p.rules.iter().any(|x| x.name == r)
             || p.acl_tiers.iter().any(|t| t.rules.iter().any(|x| x.name == r));
         if !known {
-            return CaseResult {
-                query: blank,
-                got: "",
-                decided_by: String::new(),
-                pass: false,
-                error: Some(format!(
+            return failed(
+                format!(
                     "unknown rule `{r}`: expected a rule's full name (POLICY/RULE or TIER/LINE), default-deny, quarantine or quarantine-exception"
-                )),
-                error_loc: None,
-            };
+                ),
+                None,
+            );
         }
     }
     // An endpoint that does not resolve is reported at its field.
-    for (e, loc) in [(&case.from, &case.from_loc), (&case.to, &case.to_loc)] {
-        if let Err(msg) = resolve_both(c, p, e) {
-            return CaseResult {
-                query: blank,
-                got: "",
-                decided_by: String::new(),
-                pass: false,
-                error: Some(msg),
-                error_loc: Some(loc.clone()),
-            };
-        }
-    }
-    let (src, dst) = match resolve_pair(c, p, &case.from, &case.to) {
+    let from = match resolve_both(c, p, &case.from) {
+        Ok(x) => x,
+        Err(e) => return failed(e, Some(case.from_loc.clone())),
+    };
+    let to = match resolve_both(c, p, &case.to) {
+        Ok(x) => x,
+        Err(e) => return failed(e, Some(case.to_loc.clone())),
+    };
+    let (src, dst) = match common_family(from, to) {
         Ok(pair) => pair,
-        Err(e) => {
-            return CaseResult {
-                query: blank,
-                got: "",
-                decided_by: String::new(),
-                pass: false,
-                error: Some(e),
-                error_loc: None,
-            }
-        }
+        Err(e) => return failed(e, None),
     };
     let query = FlowQuery { src, dst, ..blank };
     let j = c.tables.judge(&query);

@@ -143,9 +143,9 @@ pub struct IncrementalPolicy {
     /// Entries reserved per copy at the last build (see [`update_headroom`]).
     headroom: usize,
     /// While [`IncrementalPolicy::update_to`] applies several rule changes: the operations
-    /// applied to `spare` so far, published together as one generation at the end.
-    batch: Option<Vec<Op>>,
-    batch_copied: bool,
+    /// applied to `spare` so far (published together as one generation at the end), and whether
+    /// preparing `spare` had to deep-copy `live`.
+    batch: Option<(Vec<Op>, bool)>,
 }
 
 impl fmt::Debug for IncrementalPolicy {
@@ -207,7 +207,6 @@ impl IncrementalPolicy {
             headroom,
             scratch: Vec::new(),
             batch: None,
-            batch_copied: false,
         })
     }
 
@@ -448,8 +447,8 @@ impl IncrementalPolicy {
         };
         // One batch: every change goes to the spare copy, published once at the end (a second
         // commit would find the spare to be the set just published, still held by readers).
-        self.batch_copied = self.prepare_spare();
-        self.batch = Some(Vec::new());
+        let copied = self.prepare_spare();
+        self.batch = Some((Vec::new(), copied));
         let mut total = Applied::Unchanged;
         let mut rebuilt = None;
         for name in &removed {
@@ -464,7 +463,7 @@ impl IncrementalPolicy {
             total = sum(total, step);
         }
         // Still batching unless a step rebuilt (which replaced `self`, batch and all).
-        if let Some(ops) = self.batch.take() {
+        if let Some((ops, _)) = self.batch.take() {
             self.finish(ops);
         }
         Ok(rebuilt.unwrap_or(total))
@@ -541,7 +540,10 @@ impl IncrementalPolicy {
     /// Applies `ops` as one new generation (see the module docs), or adds them to the batch of
     /// [`IncrementalPolicy::update_to`]; returns the ids inserts got.
     fn commit(&mut self, ops: Vec<Op>) -> (Applied, Vec<RuleId>) {
-        let copied = if self.batch.is_some() { self.batch_copied } else { self.prepare_spare() };
+        let copied = match &self.batch {
+            Some((_, copied)) => *copied,
+            None => self.prepare_spare(),
+        };
         let spare = Arc::get_mut(&mut self.spare).expect("prepared");
         let mut ids = Vec::new();
         let (mut added, mut removed) = (0, 0);
@@ -556,7 +558,7 @@ impl IncrementalPolicy {
             }
         }
         let generation = match self.batch.as_mut() {
-            Some(batch) => {
+            Some((batch, _)) => {
                 batch.extend(ops);
                 self.live.generation + 1
             }

@@ -70,6 +70,18 @@ pub const DEFAULT_FLOW_CAPACITY: u32 = 1 << 18;
 /// The longest frame a snapped record is padded back to (a 64 KiB IP packet in a QinQ frame).
 const MAX_WIRE_FRAME: usize = 65_535 + 22;
 
+/// A record the capture cut short (snap length), as it was on the wire: its captured bytes, then
+/// zeros up to its original length, in `buf`. `None` for a whole record.
+fn wire_frame<'b>(data: &[u8], orig_len: u32, buf: &'b mut Vec<u8>) -> Option<&'b [u8]> {
+    if (orig_len as usize) <= data.len() || data.len() >= MAX_WIRE_FRAME {
+        return None;
+    }
+    buf.clear();
+    buf.extend_from_slice(data);
+    buf.resize((orig_len as usize).min(MAX_WIRE_FRAME), 0);
+    Some(buf)
+}
+
 /// Everything that can stop a replay.
 #[derive(Debug)]
 pub enum ReplayError {
@@ -704,12 +716,11 @@ impl PacketRecord<'_> {
 
     /// [`describe`] of the frame as judged: a snapped frame at its wire length.
     fn summary(&self) -> String {
-        if (self.orig_len as usize) > self.data.len() && self.data.len() < MAX_WIRE_FRAME {
-            let mut whole = self.data.to_vec();
-            whole.resize((self.orig_len as usize).min(MAX_WIRE_FRAME), 0);
-            format!("{} (snapped at {} of {} bytes)", describe(&whole), self.data.len(), self.orig_len)
-        } else {
-            describe(self.data)
+        match wire_frame(self.data, self.orig_len, &mut Vec::new()) {
+            Some(whole) => {
+                format!("{} (snapped at {} of {} bytes)", describe(whole), self.data.len(), self.orig_len)
+            }
+            None => describe(self.data),
         }
     }
 
@@ -1176,14 +1187,12 @@ impl Replayer {
         // length, the missing bytes as zeros, so its headers' lengths hold (the policy reads
         // headers, never payload). Outputs keep the captured bytes.
         let mut padded = std::mem::take(&mut self.padded);
-        let judged: &[u8] = if (orig_len as usize) > data.len() && data.len() < MAX_WIRE_FRAME {
-            self.summary.snapped += 1;
-            padded.clear();
-            padded.extend_from_slice(data);
-            padded.resize((orig_len as usize).min(MAX_WIRE_FRAME), 0);
-            &padded
-        } else {
-            data
+        let judged: &[u8] = match wire_frame(data, orig_len, &mut padded) {
+            Some(whole) => {
+                self.summary.snapped += 1;
+                whole
+            }
+            None => data,
         };
         let mut verdict = [Verdict::Held];
         self.worker.process_batch(self.clock, &self.tables, &[judged], &mut verdict);

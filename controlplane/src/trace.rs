@@ -62,23 +62,18 @@ pub fn explain(p: &Policy, c: &CompiledPolicy, q: &FlowQuery) -> String {
     }
     let hits = reference::matching_rules(p, q);
     let acl_hits = reference::acl_matches(p, q);
-    // An explicit `monitor` deny that matched (the first match of an ACL tier, or any identity
-    // rule) only reports; when the flow is dropped anyway, say why it did not decide.
-    let is_monitor_deny = |a: Action, m: Option<Mode>| a == Action::Deny && m == Some(Mode::Monitor);
-    let v4 = q.src.is_ipv4() && q.dst.is_ipv4();
-    let allow_matched = hits.iter().any(|&i| p.rules[i].action == Action::Allow)
-        || (v4
-            && p.acl_tiers
+    // What matched: any identity rule, and each ACL tier's first line (`acl_matches` gives none
+    // for IPv6). An explicit `monitor` deny that matched only reports; when the flow is dropped
+    // anyway, the note below says why it did not decide.
+    let matched = |pred: &dyn Fn(Action, Option<Mode>) -> bool| {
+        hits.iter().any(|&i| pred(p.rules[i].action, p.rules[i].mode))
+            || p.acl_tiers
                 .iter()
                 .zip(&acl_hits)
-                .any(|(t, h)| h.is_some_and(|i| t.rules[i].action == Action::Allow)));
-    let monitor_deny_matched = hits.iter().any(|&i| is_monitor_deny(p.rules[i].action, p.rules[i].mode))
-        || (q.src.is_ipv4()
-            && q.dst.is_ipv4()
-            && p.acl_tiers
-                .iter()
-                .zip(&acl_hits)
-                .any(|(t, h)| h.is_some_and(|i| is_monitor_deny(t.rules[i].action, t.rules[i].mode))));
+                .any(|(t, h)| h.is_some_and(|i| pred(t.rules[i].action, t.rules[i].mode)))
+    };
+    let allow_matched = matched(&|a, _| a == Action::Allow);
+    let monitor_deny_matched = matched(&|a, m| a == Action::Deny && m == Some(Mode::Monitor));
     if hits.is_empty() {
         let _ = writeln!(out, "rules        no identity rule matches");
     } else {

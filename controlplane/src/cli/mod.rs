@@ -17,12 +17,16 @@ pub mod top;
 use crate::diag::Diagnostics;
 use std::process::ExitCode;
 
+/// The exit code when standard output was closed early: 128 + SIGPIPE, as a shell reports a
+/// program the signal killed.
+pub const EXIT_STDOUT_CLOSED: u8 = 141;
+
 /// The exit code after writing to standard output failed: a closed pipe (the reader, e.g.
 /// `head`, has all it wants) ends the command quietly with 141; any other error (disk full) is
 /// reported and gives 1.
 pub fn stdout_failed(verb: &str, e: &std::io::Error) -> ExitCode {
     if e.kind() == std::io::ErrorKind::BrokenPipe {
-        return ExitCode::from(141);
+        return ExitCode::from(EXIT_STDOUT_CLOSED);
     }
     eprintln!("bulkhead {verb}: cannot write to standard output: {e}");
     ExitCode::from(1)

@@ -57,7 +57,7 @@ pub enum QuarantineCmd {
         exceptions: Vec<String>,
         /// Wait this long (ms, at most 10000) for the first enforced drop to report the time to
         /// contain.
-        #[arg(long, value_name = "MS", default_value_t = 2000, value_parser = clap::value_parser!(u64).range(0..=10_000))]
+        #[arg(long, value_name = "MS", default_value_t = 2000, value_parser = clap::value_parser!(u64).range(0..=crate::daemon::control::MAX_CONTAIN_WAIT.as_millis() as u64))]
         wait_ms: u64,
         #[command(flatten)]
         opt: ControlOpt,
@@ -84,7 +84,7 @@ pub struct FlowsArgs {
     #[arg(long, value_name = "ADDR")]
     pub to: Option<String>,
     /// At most this many flows (1 to 100000).
-    #[arg(long, value_name = "N", default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    #[arg(long, value_name = "N", default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..=crate::daemon::control::MAX_FLOWS_LIMIT as i64))]
     pub limit: u32,
     #[command(flatten)]
     pub opt: ControlOpt,

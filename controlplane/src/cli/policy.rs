@@ -8,7 +8,6 @@ use crate::model::{has_ports, parse_proto, Policy};
 use crate::{diff, load, trace};
 use bulkhead_tables::FlowQuery;
 use clap::{Args, Subcommand};
-use std::net::IpAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -79,13 +78,8 @@ pub struct TraceArgs {
 
 /// `--from` / `--to`: an address, or an identity name (resolved against the compiled policy).
 fn trace_endpoint(flag: &str, s: &str) -> Result<crate::cases::Endpoint, String> {
-    if let Ok(a) = s.parse::<IpAddr>() {
+    if let Some(a) = crate::cases::endpoint_address(s).map_err(|e| format!("{flag}: {e}"))? {
         return Ok(crate::cases::Endpoint::Addr(a));
-    }
-    if s.contains(['/', ':']) || s.chars().all(|c| c.is_ascii_digit() || c == '.') {
-        return Err(format!(
-            "{flag}: `{s}` is not a valid IP address (a trace is one flow: give one address)"
-        ));
     }
     if s.is_empty() || !s.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.')) {
         return Err(format!("{flag}: expected an address or an identity name, found `{s}`"));

@@ -57,7 +57,7 @@ pub fn run(a: ReplayArgs) -> ExitCode {
     let flushed = out.flush();
     match (r, flushed) {
         (Ok(_), Ok(())) => ExitCode::SUCCESS,
-        (Err(ReplayError::StdoutClosed), _) => ExitCode::from(141),
+        (Err(ReplayError::StdoutClosed), _) => ExitCode::from(crate::cli::EXIT_STDOUT_CLOSED),
         (Err(e), _) => fail(&e),
         (_, Err(e)) => stdout_failed("replay", &e),
     }

@@ -162,6 +162,13 @@ struct Inner {
 }
 
 impl Inner {
+    /// Drops the updater (its tables no longer make the running generation, or a reload failed
+    /// half-way); the next reload builds it again and says `why`.
+    fn drop_updater(&mut self, why: &'static str) {
+        self.inc = None;
+        self.no_inc_because = why;
+    }
+
     /// The next generation's tables for `full` (the policy with the runtime quarantine merged),
     /// whether they continue the running generation's lineage (an incremental update), and how
     /// they were made. On error the updater is dropped: the next reload starts afresh.
@@ -182,8 +189,7 @@ impl Inner {
             Ok(Applied::Unchanged) => inc.bump(),
             Ok(a) => a,
             Err(d) => {
-                self.inc = None;
-                self.no_inc_because = "the last reload failed";
+                self.drop_updater("the last reload failed");
                 return Err(d.to_string());
             }
         };
@@ -326,8 +332,7 @@ impl Controller {
             let (tables, lineage, applied) = inner.reload_tables(full, generation)?;
             let info = policy_info(&path, &policy, tables.generation, "reload");
             self.state.publish_arc(tables, info.clone(), lineage).map_err(|e| {
-                inner.inc = None;
-                inner.no_inc_because = "the last reload failed";
+                inner.drop_updater("the last reload failed");
                 format!("generation {} does not follow {}", e.offered, e.current)
             })?;
             Ok((policy, info, applied))
@@ -432,8 +437,7 @@ impl Controller {
     /// Compiles the policy with the current runtime quarantines as the next generation and
     /// publishes it (the one path both quarantine verbs take). Called with the writer lock held.
     fn publish_quarantine_change(&self, inner: &mut Inner) -> Result<u64, String> {
-        inner.inc = None; // its tables no longer make the running generation
-        inner.no_inc_because = "a quarantine changed since the last reload";
+        inner.drop_updater("a quarantine changed since the last reload");
         let generation = self.state.current().generation + 1;
         compile_with(&inner.policy, &inner.runtime, generation).and_then(|c| {
             let info = policy_info(&inner.path, &inner.policy, generation, "quarantine");

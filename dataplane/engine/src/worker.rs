@@ -458,7 +458,7 @@ impl Worker {
         }
         let Some(f) = self.table.get_mut(s) else { return Some(Verdict::Drop(DropReason::InvalidState)) };
         self.cur_decision = Some(f.decision.decision());
-        if f.flags & fl::REVOKED != 0 {
+        if f.revoked() {
             // Cut by this generation: the tombstone drops both directions (no loose pickup).
             f.last_seen = now;
             return Some(Verdict::Drop(revoked_reason(f.decision.decision())));

@@ -106,15 +106,29 @@ pub fn parse_rules_full(text: &str) -> Result<Vec<ClassBenchRule>, ParseError> {
 /// # Errors
 /// The malformed lines, in file order.
 pub fn parse_rules_collect(text: &str, max_errors: usize) -> Result<Vec<ClassBenchRule>, Vec<ParseError>> {
+    let mut priority = 0u32;
+    collect_lines(text, max_errors, |line, n| {
+        let r = parse_rule_line(line, n, priority);
+        priority += 1;
+        r
+    })
+}
+
+/// Parses each non-empty line with `parse` (given the line and its 1-based number), collecting up
+/// to `max_errors` malformed lines (at least one) before it stops.
+fn collect_lines<T>(
+    text: &str,
+    max_errors: usize,
+    mut parse: impl FnMut(&str, usize) -> Result<T, ParseError>,
+) -> Result<Vec<T>, Vec<ParseError>> {
     let mut out = Vec::new();
     let mut errors = Vec::new();
-    let mut priority = 0u32;
     for (i, line) in text.lines().enumerate() {
         if line.trim().is_empty() {
             continue;
         }
-        match parse_rule_line(line, i + 1, priority) {
-            Ok(r) => out.push(r),
+        match parse(line, i + 1) {
+            Ok(v) => out.push(v),
             Err(e) => {
                 errors.push(e);
                 if errors.len() >= max_errors.max(1) {
@@ -122,7 +136,6 @@ pub fn parse_rules_collect(text: &str, max_errors: usize) -> Result<Vec<ClassBen
                 }
             }
         }
-        priority += 1;
     }
     if errors.is_empty() {
         Ok(out)
@@ -144,27 +157,7 @@ pub fn parse_trace(text: &str) -> Result<Vec<TraceHeader>, ParseError> {
 /// # Errors
 /// The malformed lines, in file order.
 pub fn parse_trace_collect(text: &str, max_errors: usize) -> Result<Vec<TraceHeader>, Vec<ParseError>> {
-    let mut out = Vec::new();
-    let mut errors = Vec::new();
-    for (i, line) in text.lines().enumerate() {
-        if line.trim().is_empty() {
-            continue;
-        }
-        match parse_trace_line(line, i + 1) {
-            Ok(h) => out.push(h),
-            Err(e) => {
-                errors.push(e);
-                if errors.len() >= max_errors.max(1) {
-                    break;
-                }
-            }
-        }
-    }
-    if errors.is_empty() {
-        Ok(out)
-    } else {
-        Err(errors)
-    }
+    collect_lines(text, max_errors, parse_trace_line)
 }
 
 /// Parses a trace file into classifier keys only.

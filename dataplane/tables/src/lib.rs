@@ -355,13 +355,6 @@ impl TableSet {
         }
     }
 
-    /// The mode a decision without a rule mode of its own takes: the destination's segment mode,
-    /// else the source's, else the global mode.
-    #[inline]
-    pub fn inherited_mode(&self, src_id: IdentityId, dst_id: IdentityId) -> Mode {
-        self.segment_mode_of(dst_id).or_else(|| self.segment_mode_of(src_id)).unwrap_or(self.global_mode)
-    }
-
     /// The effective mode of a decision (see the crate docs). Quarantine is always enforced.
     #[inline]
     pub fn mode_for(&self, d: Decision, src_id: IdentityId, dst_id: IdentityId) -> Mode {
@@ -374,7 +367,7 @@ impl TableSet {
             }
             Decision::DefaultDeny => {}
         }
-        self.inherited_mode(src_id, dst_id)
+        self.segment_mode_of(dst_id).or_else(|| self.segment_mode_of(src_id)).unwrap_or(self.global_mode)
     }
 
     fn segment_mode_of(&self, id: IdentityId) -> Option<Mode> {
